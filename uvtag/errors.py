@@ -1,0 +1,51 @@
+"""Errors uvtag raises on purpose.
+
+Every message is one readable line that names the thing at fault and, where there is one, the fix.
+The CLI turns a `UvtagError` into that line on stderr and `exit_code`; nothing else catches them.
+"""
+
+from __future__ import annotations
+
+
+class UvtagError(Exception):
+    """Base class: a problem the user can act on (bad input, missing file, no network...)."""
+
+    exit_code = 1
+
+
+class UsageError(UvtagError):
+    """Arguments that cannot work together (e.g. a window longer than the video)."""
+
+    exit_code = 2
+
+
+class UnknownModelError(UvtagError):
+    """A model name that is not in the zoo."""
+
+    exit_code = 2
+
+
+class CheckpointError(UvtagError):
+    """A checkpoint file that cannot be loaded: wrong architecture, corrupt, or unsafe."""
+
+
+class DownloadError(UvtagError):
+    """A download that failed on every known location."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded or cached file whose sha256 is not the expected one."""
+
+
+class OfflineError(DownloadError):
+    """A model is needed that is not on disk, and downloading is impossible or disabled."""
+
+
+class VideoError(UvtagError):
+    """A video that cannot be opened or decoded (the message names the file and the reason)."""
+
+
+class DeviceError(UvtagError):
+    """A requested device that is not available (e.g. --device cuda without CUDA)."""
+
+    exit_code = 2

@@ -1,0 +1,1 @@
+"""Inference stages: views, batched prediction, sliding windows, segments."""

@@ -1,0 +1,1 @@
+"""Reading videos and turning frames into the official test-time clips."""
