@@ -1,0 +1,198 @@
+"""Pure tensor ops that turn sampled uint8 frames into the official test-time views.
+
+Official order (`slowfast/datasets/{utils,transform}.py`, test mode), reproduced bit for bit on
+x86 CPU torch:
+
+1. normalize at full resolution, layout T x H x W x C: x / 255, - mean, / std, all float32;
+2. permute to C x T x H x W (a non-contiguous view, as the official code passes it on);
+3. short-side resize to the crop size: `F.interpolate(bilinear, align_corners=False)` on that 4-D
+   tensor (C acts as the batch, T as the channels), skipped when the short side already equals it;
+4. crop crop x crop at spatial index 0 / 1 / 2 (left / centre / right; top / centre / bottom for
+   portrait frames).
+
+The resize runs once per clip and every crop is cut from the same resized tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+@lru_cache(maxsize=16)
+def _normalize_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """float32 [256, C]: entry [v, c] is the official normalisation of value v in channel c."""
+    values = torch.arange(256, dtype=torch.uint8).float()[:, None]  # [256, 1]
+    values = values / 255.0
+    values = values - torch.tensor(mean, dtype=torch.float32)
+    values = values / torch.tensor(std, dtype=torch.float32)  # [256, C]
+    return values.contiguous()
+
+
+def _as_uint8_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"frames must be a torch tensor or numpy array, got {type(frames).__name__}")
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+    if frames.ndim != 4:
+        raise ValueError(f"frames must be T x H x W x C, got shape {tuple(frames.shape)}")
+    return frames
+
+
+def normalize(
+    frames: torch.Tensor | np.ndarray, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """Scale uint8 frames to float32 and normalise per channel, exactly as the official code.
+
+    Equal, bit for bit, to `((x.float() / 255.0) - tensor(mean)) / tensor(std)` in float32; it is
+    computed by a 256-entry table per channel built with those same operations.
+
+    Args:
+        frames: uint8 [T, H, W, C] (torch or numpy), values 0..255.
+        mean: C per-channel means, in the same channel order as `frames`, on the 0..1 scale.
+        std: C per-channel standard deviations, same order and scale.
+
+    Returns:
+        float32 [T, H, W, C], contiguous.
+    """
+    frames = _as_uint8_tensor(frames)
+    num_channels = frames.shape[-1]
+    if len(mean) != num_channels or len(std) != num_channels:
+        raise ValueError(
+            f"mean and std need {num_channels} values (one per channel), "
+            f"got {len(mean)} and {len(std)}"
+        )
+    lut = _normalize_lut(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    # flat table position of (value v, channel c) is v * C + c
+    channel = torch.arange(num_channels, dtype=torch.int64)
+    return lut.view(-1)[frames.long() * num_channels + channel]
+
+
+def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """Size after the official short-side resize (`random_short_side_scale_jitter`, test mode).
+
+    Frames whose short side equals `size` keep their size; otherwise the short side becomes
+    `size` and the long side `floor(long / short * size)` in float64 (divide, then multiply:
+    22 x 30 to 11 gives 11 x 14, not 11 x 15).
+
+    Returns:
+        (new_height, new_width) in pixels.
+    """
+    if min(height, width, size) < 1:
+        raise ValueError(f"sizes must be positive, got {height} x {width} -> {size}")
+    if (width <= height and width == size) or (height <= width and height == size):
+        return height, width
+    if width < height:
+        return int(math.floor((float(height) / width) * size)), size
+    return size, int(math.floor((float(width) / height) * size))
+
+
+def short_side_resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize so the short side is `size`, exactly as the official test transform.
+
+    Args:
+        x: float [C, T, H, W]; interpolated with C as the batch and T as the channels (this call
+            shape is part of bit-exactness).
+        size: target short side in pixels.
+
+    Returns:
+        float [C, T, H', W'] with (H', W') = resized_shape(H, W, size); `x` itself when the short
+        side already equals `size`.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"expected C x T x H x W, got shape {tuple(x.shape)}")
+    height, width = int(x.shape[2]), int(x.shape[3])
+    new_shape = resized_shape(height, width, size)
+    if new_shape == (height, width):
+        return x
+    return F.interpolate(x, size=new_shape, mode="bilinear", align_corners=False)
+
+
+def crop_offsets(height: int, width: int, size: int, spatial_index: int) -> tuple[int, int]:
+    """Top-left corner (y, x) of the official `uniform_crop` of a size x size square.
+
+    The centre (index 1) uses ceil((side - size) / 2). Portrait frames (h > w) move along y:
+    0 = top, 2 = bottom; landscape and square frames move along x: 0 = left, 2 = right.
+
+    Returns:
+        (y, x) in pixels of the resized frame.
+    """
+    if spatial_index not in (0, 1, 2):
+        raise ValueError(f"spatial_index must be 0, 1 or 2, got {spatial_index!r}")
+    if size < 1 or height < size or width < size:
+        raise ValueError(f"cannot crop {size} x {size} from {height} x {width}")
+    y = math.ceil((height - size) / 2)
+    x = math.ceil((width - size) / 2)
+    if height > width:
+        y = {0: 0, 1: y, 2: height - size}[spatial_index]
+    else:
+        x = {0: 0, 1: x, 2: width - size}[spatial_index]
+    return y, x
+
+
+def uniform_crop(x: torch.Tensor, size: int, spatial_index: int) -> torch.Tensor:
+    """Crop [..., H, W] to [..., size, size] at the official offsets (a view, no copy)."""
+    y0, x0 = crop_offsets(int(x.shape[-2]), int(x.shape[-1]), size, spatial_index)
+    return x[..., y0 : y0 + size, x0 : x0 + size]
+
+
+def spatial_indices(num_crops: int, sampler: str = "kinetics") -> list[int]:
+    """Spatial crop indices the official test loader uses for `num_crops` crops per clip.
+
+    With 3 crops both loaders use [0, 1, 2]. With 1 crop the Kinetics-family loader takes the
+    centre ([1]) while the Something-Something loader takes crop 0 ([0]).
+    """
+    if sampler not in ("kinetics", "sth"):
+        raise ValueError(f"unknown sampler {sampler!r}; expected kinetics or sth")
+    if isinstance(num_crops, bool) or num_crops not in (1, 2, 3):
+        raise ValueError(f"num_crops must be 1, 2 or 3, got {num_crops!r}")
+    if num_crops == 1 and sampler == "kinetics":
+        return [1]
+    return list(range(num_crops))
+
+
+def to_views(
+    frames: torch.Tensor | np.ndarray,
+    crop_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    spatial_indices: Sequence[int],
+    channel_order: str = "RGB",
+) -> torch.Tensor:
+    """All spatial views of one clip: normalise once, resize once, crop once per index.
+
+    Args:
+        frames: uint8 [T, H, W, 3] RGB frames of one clip.
+        crop_size: c, the checkpoint's input size (short side is resized to it).
+        mean, std: per-channel values on the 0..1 scale, given in RGB order.
+        spatial_indices: S crop positions (see `spatial_indices`).
+        channel_order: the order the model expects: "RGB" (Kinetics family) or "BGR"
+            (Something-Something, whose official loader feeds OpenCV's BGR). "BGR" reverses the
+            channels of the frames and of mean/std before normalising.
+
+    Returns:
+        float32 [S, 3, T, c, c].
+    """
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be RGB or BGR, got {channel_order!r}")
+    frames = _as_uint8_tensor(frames)
+    if frames.shape[-1] != 3:
+        raise ValueError(f"frames must have 3 channels (RGB), got shape {tuple(frames.shape)}")
+    if len(spatial_indices) == 0:
+        raise ValueError("spatial_indices is empty: no view to make")
+    if channel_order == "BGR":
+        frames = frames.flip(-1)
+        mean, std = list(mean)[::-1], list(std)[::-1]
+    x = normalize(frames, mean, std)  # [T, H, W, C]
+    x = x.permute(3, 0, 1, 2)  # [C, T, H, W], non-contiguous like the official call
+    x = short_side_resize(x, crop_size)  # [C, T, H', W']
+    return torch.stack([uniform_crop(x, crop_size, s) for s in spatial_indices])  # [S, C, T, c, c]
