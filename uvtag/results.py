@@ -6,6 +6,7 @@ Times are seconds (float) and say so in their names; scores are probabilities in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 SCHEMA_VERSION = 1  # bump when a field of a written record changes meaning or name
@@ -88,3 +89,5 @@ class LocalizationResult:
     windows: tuple[ClipPrediction, ...]
     segments: tuple[Segment, ...]
     labels: tuple[str, ...] = field(default=(), repr=False)
+    # settings that produced `segments` (threshold, smooth_windows, ...), written to the JSON output
+    params: Mapping[str, float | int | str | bool | None] = field(default_factory=dict)
