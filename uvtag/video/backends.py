@@ -1,0 +1,444 @@
+"""Decoder backends (PyAV, decord, OpenCV) behind one small interface.
+
+Each backend opens one file and offers `info`, `timestamps_sec()` and
+`iter_frames(sorted_unique_indices, size)`; `reader.VideoReader` adds validation, any-order access and
+fall-back. Backends raise `DecodeFailure` (a reason without the path); the reader turns it into a
+one-line `VideoError("<path>: <reason>")`. The measured behaviour that shapes each class is in
+/work/shared/docs/ENVIRONMENT.md sections 3-4 and 9, and is repeated where it matters below.
+
+Frame index i always means the i-th frame in presentation order, and frames are uint8 RGB [H, W, 3]
+as displayed (rotation applied).
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib.util
+import itertools
+import sys
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from uvtag.results import VideoInfo
+
+Size = tuple[int, int] | None  # (height, width) of the returned frames, as displayed
+SEEK_COST_FRAMES = 16  # a seek + decoder flush costs about this many decoded frames (measured ~10-20)
+MAX_BAD_PACKETS_IN_A_ROW = 50  # PyAV: give up on a stream after this many undecodable packets
+DECORD_CHUNK_BYTES = 256 << 20  # decord get_batch builds the whole batch in memory: cap it (4K RGB = 25 MB/frame)
+
+
+class DecodeFailure(Exception):
+    """A backend could not open or decode a file; `retry` says whether another backend may succeed."""
+
+    def __init__(self, reason: str, retry: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = " ".join(reason.split())  # always one line
+        self.retry = retry
+
+
+def is_installed(module: str) -> bool:
+    """True if `module` can be imported (without importing it)."""
+    return module in sys.modules or importlib.util.find_spec(module) is not None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())[:300]
+
+
+def _rotate(arr: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display rotation in degrees (PyAV's `frame.rotation` convention; ffmpeg autorotate)."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(arr, k=k)) if k else arr
+
+
+def _stored_size(size: Size, rotation: int) -> Size:
+    """The (h, w) to scale the stored picture to so that it is `size` after rotation."""
+    if size is None or rotation % 180 == 0:
+        return size
+    return size[1], size[0]
+
+
+# ----------------------------------------------------------------------------------------- PyAV
+class PyAVBackend:
+    """PyAV (FFmpeg 8 in the wheel): first choice, it decodes every codec tried and reports errors.
+
+    Hazards handled here (ENVIRONMENT.md section 3/9): rotation is not applied by PyAV (we rotate with
+    `frame.rotation`); `stream.frames` is 0 in WebM and header counts are wrong for truncated files
+    (we count demuxed packets); seeking is by time, which index/fps gets wrong on VFR (we index frames
+    by their sorted packet pts and seek to the pts of the keyframe before the target); a bad packet
+    ends `container.decode()` (we decode packet by packet and skip bad ones).
+    """
+
+    name = "pyav"
+    note = ""  # extra context for out-of-range errors (set for truncated files)
+
+    def __init__(self, path: str) -> None:
+        import av
+
+        self._av = av
+        self.path = path
+        try:
+            self._container = av.open(path, metadata_errors="ignore")
+        except (av.error.FFmpegError, OSError, UnicodeError) as e:
+            raise DecodeFailure(f"cannot open: {_one_line(e)} (not a video file, or truncated/corrupt container)")
+        try:
+            self._open_stream()
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _open_stream(self) -> None:
+        if not self._container.streams.video:
+            raise DecodeFailure("not a video file (no video stream; audio only?)")
+        self._stream = stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: decode alone reaches the ffmpeg CLI speed
+        self._pts, self._key_idx, last_duration, last_corrupt = self._demux_index()
+        if len(self._pts) == 0:
+            raise DecodeFailure("no video frames in the file (empty or truncated video stream)")
+        self._index_of = {int(p): i for i, p in enumerate(self._pts)}
+        first = next(self._decode_from(0), None)
+        if first is None:
+            codec = stream.codec_context.name
+            raise DecodeFailure(f"cannot decode the first frame (codec {codec}): corrupt or unsupported stream")
+        self._rotation = int(first[1].rotation) % 360
+        num = len(self._pts)
+        header_frames = int(stream.frames or 0)
+        self._truncated_at: int | None = None
+        if header_frames > num or last_corrupt:  # file shorter than its header: find what really decodes
+            num = self._count_decodable()
+            self._truncated_at = num
+            self.note = f"truncated: only {num} frames decodable, header says {max(header_frames, len(self._pts))}"
+        self.info = self._make_info(first[1], num, last_duration)
+
+    def _demux_index(self) -> tuple[np.ndarray, list[int], int, bool]:
+        """Sorted pts of all video packets, frame indices of keyframes, last packet duration, corrupt tail.
+
+        Demuxing reads packets without decoding (about 1-2 % of decode time), so the frame count is exact
+        for every container, including WebM and truncated files.
+        """
+        pts, keys, last_duration, last_corrupt = [], [], 0, False
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0:
+                    continue
+                p = packet.pts if packet.pts is not None else packet.dts
+                if p is None:
+                    raise DecodeFailure("packets without timestamps: cannot index frames", retry=True)
+                pts.append(p)
+                if packet.is_keyframe:
+                    keys.append(p)
+                last_duration, last_corrupt = int(packet.duration or 0), bool(packet.is_corrupt)
+        except self._av.error.FFmpegError:
+            last_corrupt = True  # demux error = damaged tail; what was read so far is the index
+        sorted_pts = np.unique(np.asarray(pts, dtype=np.int64))
+        key_idx = sorted({int(np.searchsorted(sorted_pts, k)) for k in keys} | {0})
+        return sorted_pts, key_idx, last_duration, last_corrupt
+
+    def _make_info(self, first_frame, num: int, last_duration: int) -> VideoInfo:
+        tb = float(self._stream.time_base)
+        pts = self._pts[:num]
+        step = last_duration or (int(np.median(np.diff(pts))) if num > 1 else 0)
+        duration = float((pts[-1] - pts[0] + step) * tb)
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        if duration <= 0:
+            duration = num / float(rate) if rate else 0.0
+        fps = num / duration if duration > 0 else float(rate or 0.0)
+        if rate and abs(fps - float(rate)) < 0.005 * float(rate):
+            fps = float(rate)  # CFR with a coarse time base (WebM: 1 ms) -> keep the exact nominal rate
+        h, w = first_frame.height, first_frame.width
+        if self._rotation % 180:
+            h, w = w, h
+        codec = self._stream.codec_context.codec.name
+        codec = {"libdav1d": "av1", "libvpx-vp9": "vp9"}.get(codec, codec)
+        return VideoInfo(self.path, num, fps, duration, w, h, self._rotation, codec, self.name)
+
+    def _count_decodable(self) -> int:
+        """Decode the last GOP(s) of a truncated file and return the number of decodable frames."""
+        last = -1
+        for start in reversed(self._key_idx):
+            for idx, _frame in self._decode_from(start):
+                last = max(last, idx)
+            if last >= 0:
+                return last + 1
+        return 0
+
+    def _decode_from(self, key_index: int) -> Iterator[tuple[int, "object"]]:
+        """Seek to the keyframe with frame index `key_index` and yield (index, av.VideoFrame) to the end."""
+        self._container.seek(int(self._pts[key_index]), stream=self._stream, backward=True)
+        bad_in_a_row = 0
+        for packet in self._container.demux(self._stream):
+            try:
+                frames = packet.decode()
+                bad_in_a_row = 0
+            except (self._av.error.MemoryError, self._av.error.ExitError):
+                raise
+            except self._av.error.FFmpegError as e:
+                # a damaged packet: skip it like ffmpeg does (its frame is reported missing if wanted);
+                # a long run of them means the stream itself is undecodable
+                bad_in_a_row += 1
+                if bad_in_a_row > MAX_BAD_PACKETS_IN_A_ROW:
+                    raise DecodeFailure(f"decoder error: {_one_line(e)}")
+                continue
+            for frame in frames:
+                p = frame.pts if frame.pts is not None else frame.dts
+                idx = self._index_of.get(int(p)) if p is not None else None
+                if idx is not None:
+                    yield idx, frame
+
+    def _to_rgb(self, frame, size: Size) -> np.ndarray:
+        """av.VideoFrame -> uint8 [H, W, 3] RGB, scaled by swscale (bilinear) *before* the RGB conversion."""
+        stored = _stored_size(size, self._rotation)
+        if stored is None:
+            arr = frame.to_ndarray(format="rgb24")
+        else:
+            arr = frame.reformat(width=stored[1], height=stored[0], format="rgb24", interpolation="BILINEAR").to_ndarray()
+        return _rotate(arr, self._rotation)
+
+    def timestamps_sec(self) -> np.ndarray:
+        """Presentation time of every frame in seconds, relative to the first frame. [num_frames] float64."""
+        pts = self._pts[: self.info.num_frames]
+        return (pts - pts[0]).astype(np.float64) * float(self._stream.time_base)
+
+    def iter_frames(self, indices: Sequence[int], size: Size = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (index, frame) for sorted unique `indices`: decode forward, seek when the gap is large.
+
+        A seek costs decoding from the keyframe before the target plus SEEK_COST_FRAMES; continuing
+        costs decoding every frame in the gap. Skipped frames are decoded but never converted to RGB.
+        """
+        frames, pos = None, -1
+        for target in indices:
+            key = self._key_idx[bisect.bisect_right(self._key_idx, target) - 1]
+            if frames is None or (key > pos and target - pos > target - key + SEEK_COST_FRAMES):
+                frames, pos = self._decode_from(key), key - 1
+            for idx, frame in frames:
+                pos = idx
+                if idx >= target:
+                    break
+            else:
+                frames = None
+            if pos != target:
+                raise DecodeFailure(self._missing_reason(target, pos))
+            yield target, self._to_rgb(frame, size)
+
+    def _missing_reason(self, target: int, pos: int) -> str:
+        if self._truncated_at is not None and target >= self._truncated_at:
+            return f"cannot decode frame {target}: truncated: only {self._truncated_at} frames decodable"
+        if pos > target:
+            return f"cannot decode frame {target}: its data is corrupt (the decoder skipped it)"
+        return f"cannot decode frame {target}: the stream ended after frame {pos} (truncated or corrupt)"
+
+    def close(self) -> None:
+        self._container.close()
+
+
+# --------------------------------------------------------------------------------------- decord
+def import_decord():
+    """Import decord after torch.
+
+    decord 0.6.0 bundles its own FFmpeg 4.1 and libgomp-era symbols; reports on its tracker describe
+    crashes when it is loaded before torch. On this machine both orders work (ENVIRONMENT.md section 1),
+    but loading torch first is the order known to be safe everywhere, and torch is loaded by uvtag's
+    model code anyway, so importing it here costs nothing extra in practice.
+    """
+    if is_installed("torch"):
+        import torch  # noqa: F401  (import order matters, see docstring)
+    import decord
+
+    return decord
+
+
+class DecordBackend:
+    """decord 0.6.0: fast resize-while-decoding; second choice.
+
+    Hazards (ENVIRONMENT.md section 3 and our own tests): no AV1 (reported like audio-only), fails on
+    realtime VP9 with alt-ref frames past frame ~10 (raised mid-file -> the reader falls back), and on
+    rotated video it returns frames with a wrong row stride (4 "channels") and get_batch fails, so
+    rotated files are refused. get_batch builds the whole batch in memory, so batches are capped at
+    DECORD_CHUNK_BYTES (4K video would otherwise grow memory by GBs). Hangs cannot be handled in
+    process: use `uvtag.video.isolated`.
+    """
+
+    name = "decord"
+    note = ""
+
+    def __init__(self, path: str) -> None:
+        self._decord = decord = import_decord()
+        self.path = path
+        rotation = probe_rotation(path)
+        if rotation:
+            raise DecodeFailure(f"decord 0.6.0 mishandles rotated video (rotation={rotation})")
+        try:
+            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=2)
+            num = len(self._vr)
+            first = self._vr[0].asnumpy()
+            self._ts = self._vr.get_frame_timestamp(list(range(num)))[:, 0].astype(np.float64) if num else None
+            fps = float(self._vr.get_avg_fps())
+        except (decord.DECORDError, RuntimeError) as e:  # decord raises RuntimeError for unreadable files
+            raise DecodeFailure(_decord_reason(e))
+        if num == 0:
+            raise DecodeFailure("no video frames in the file")
+        if first.ndim != 3 or first.shape[2] != 3:
+            raise DecodeFailure(f"decord returned frames of shape {first.shape} (rotated or unusual pixel format)")
+        self._sized: dict[tuple[int, int], object] = {}
+        self._pad_bug: set[tuple[int, int]] = set()
+        duration = float(self._ts[-1] - self._ts[0]) + 1.0 / fps if fps > 0 else 0.0
+        h, w = first.shape[:2]
+        self.info = VideoInfo(path, num, fps, duration, w, h, 0, "", self.name)
+
+    def _reader_for(self, size: Size):
+        """decord scales while decoding, but only at open time: keep one reader per requested size."""
+        if size is None:
+            return self._vr
+        if size not in self._sized:
+            self._sized.clear()  # one extra reader at a time bounds memory
+            self._sized[size] = self._decord.VideoReader(
+                self.path, ctx=self._decord.cpu(0), num_threads=2, width=size[1], height=size[0]
+            )
+        return self._sized[size]
+
+    def _get_batch(self, part: list[int], size: Size) -> np.ndarray:
+        """get_batch -> uint8 [len(part), H, W, 3], working around decord's row-padding bug.
+
+        decord 0.6.0 fails ("from_size == to_size") when FFmpeg pads the rows of the RGB picture, which
+        happens for some widths (48 and 72 px here, not 40/50/64/96). Then we decode at full size and
+        scale with OpenCV (bilinear); a full-size failure is a real DecodeFailure.
+        """
+        if size is not None and size not in self._pad_bug:
+            try:
+                return self._reader_for(size).get_batch(part).asnumpy()
+            except self._decord.DECORDError as e:
+                if "from_size == to_size" not in str(e) or not is_installed("cv2"):
+                    raise
+                self._pad_bug.add(size)
+        batch = self._vr.get_batch(part).asnumpy()
+        if size is None:
+            return batch
+        import cv2
+
+        return np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for f in batch])
+
+    def timestamps_sec(self) -> np.ndarray:
+        """Frame start times in seconds relative to the first frame (from pts). [num_frames] float64."""
+        return self._ts - self._ts[0]
+
+    def iter_frames(self, indices: Sequence[int], size: Size = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (index, frame) for sorted unique `indices`, get_batch in memory-capped chunks."""
+        h, w = size or (self.info.height, self.info.width)
+        chunk = max(1, min(64, DECORD_CHUNK_BYTES // (h * w * 3)))
+        pending = iter(indices)
+        while part := list(itertools.islice(pending, chunk)):  # lazy: indices may be a long stream
+            try:
+                batch = self._get_batch(part, size)
+            except self._decord.DECORDError as e:
+                raise DecodeFailure(f"cannot decode frames {part[0]}..{part[-1]}: {_decord_reason(e)}")
+            if batch.shape[1:] != (h, w, 3):
+                raise DecodeFailure(f"decord returned frames of shape {batch.shape[1:]}, expected {(h, w, 3)}")
+            yield from zip(part, batch)
+
+    def close(self) -> None:
+        self._sized.clear()
+        self._vr = None
+
+
+def _decord_reason(exc: Exception) -> str:
+    text = str(exc)
+    if "cannot find video stream" in text:
+        return "no decodable video stream (audio only, or a codec decord lacks such as AV1)"
+    last = [line for line in text.splitlines() if line.strip()][-1:] or [type(exc).__name__]
+    return "decord: " + last[0].split("] ")[-1][:200]
+
+
+def probe_rotation(path: str) -> int:
+    """Display rotation in degrees (PyAV convention) read from the container without decoding; 0 if unknown."""
+    if is_installed("cv2"):
+        import cv2
+
+        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        meta = cap.get(cv2.CAP_PROP_ORIENTATION_META) if cap.isOpened() else 0
+        cap.release()
+        return int(round(-meta)) % 360  # OpenCV reports the opposite sense: 270 for a rotate=90 file
+    return 0
+
+
+# --------------------------------------------------------------------------------------- OpenCV
+class OpenCVBackend:
+    """OpenCV (headless wheel): last resort, used only when the others are missing or fail.
+
+    Hazards (ENVIRONMENT.md section 3): it stops *silently* on corrupt or truncated data and its frame
+    count is the header's; it seeks to wrong frames on VFR. So this backend never seeks: it reads
+    sequentially (grab() for skipped frames, reopening to go back) and treats an early end of stream as
+    an error naming how many frames were decodable. It applies rotation itself.
+    """
+
+    name = "opencv"
+    note = "frame count from the header (OpenCV cannot verify it)"
+
+    def __init__(self, path: str) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self.path = path
+        self._cap, self._pos = None, -1
+        self._reopen()
+        ok, first = self._cap.read()
+        if not ok:
+            self._cap.release()
+            raise DecodeFailure("OpenCV cannot decode the first frame (unsupported codec such as AV1, or corrupt)")
+        self._pos = 0
+        num = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 0.0
+        h, w = first.shape[:2]
+        rotation = int(round(-self._cap.get(cv2.CAP_PROP_ORIENTATION_META))) % 360
+        self._ts: np.ndarray | None = None
+        duration = num / fps if fps > 0 else 0.0
+        self.info = VideoInfo(path, max(num, 1), fps, duration, w, h, rotation, "", self.name)
+
+    def _reopen(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+        self._cap = self._cv2.VideoCapture(self.path, self._cv2.CAP_FFMPEG)
+        self._pos = -1
+        if not self._cap.isOpened():
+            raise DecodeFailure("OpenCV cannot open it (not a video, no video stream, or unsupported container)")
+
+    def timestamps_sec(self) -> np.ndarray:
+        """Per-frame times from CAP_PROP_POS_MSEC, collected in one grab() pass (cached)."""
+        if self._ts is None:
+            self._reopen()
+            times = []
+            while self._cap.grab():
+                times.append(self._cap.get(self._cv2.CAP_PROP_POS_MSEC) / 1000.0)
+            self._pos = len(times) - 1
+            self._ts = np.asarray(times, dtype=np.float64) - (times[0] if times else 0.0)
+        return self._ts
+
+    def iter_frames(self, indices: Sequence[int], size: Size = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (index, frame) for sorted unique `indices`, reading forward only (no index seeks)."""
+        cv2 = self._cv2
+        for target in indices:
+            if target <= self._pos:
+                self._reopen()
+            while self._pos < target - 1:
+                if not self._cap.grab():
+                    raise DecodeFailure(self._ended(target))
+                self._pos += 1
+            ok, bgr = self._cap.read()
+            if not ok:
+                raise DecodeFailure(self._ended(target))
+            self._pos = target
+            if size is not None:
+                bgr = cv2.resize(bgr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+            yield target, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def _ended(self, target: int) -> str:
+        return f"cannot decode frame {target}: truncated: only {self._pos + 1} frames decodable"
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+
+
+BACKEND_CLASSES = {"pyav": PyAVBackend, "decord": DecordBackend, "opencv": OpenCVBackend}
+BACKEND_MODULES = {"pyav": "av", "decord": "decord", "opencv": "cv2"}
