@@ -1,0 +1,403 @@
+"""Writers: round trips, stable columns, awkward paths, per-video flush, resume after a kill."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from uvtag.errors import UsageError
+from uvtag.results import (
+    SCHEMA_VERSION,
+    ClipPrediction,
+    Failure,
+    LabelScore,
+    LocalizationResult,
+    Segment,
+    VideoInfo,
+    VideoPrediction,
+)
+from uvtag.writers import (
+    BATCH_CSV_COLUMNS,
+    BATCH_FORMATS,
+    CLASSIFY_CSV_COLUMNS,
+    CLASSIFY_WRITERS,
+    LOCALIZE_CSV_COLUMNS,
+    LOCALIZE_WRITERS,
+    BatchWriter,
+    format_from_path,
+    subtitle_cues,
+    write_classification,
+    write_localization,
+)
+
+AWKWARD = 'dir/naïve, "quoted"\nname 🎬.mp4'
+
+
+def info(path: str, duration: float = 20.0) -> VideoInfo:
+    return VideoInfo(path=path, num_frames=int(duration * 25), fps=25.0, duration_sec=duration,
+                     width=320, height=240, codec="h264", backend="pyav")
+
+
+def top(*pairs: tuple[str, float]) -> tuple[LabelScore, ...]:
+    return tuple(LabelScore(label, index, score) for index, (label, score) in enumerate(pairs))
+
+
+def prediction(path: str, duration: float = 20.0) -> VideoPrediction:
+    clips = (
+        ClipPrediction(0.0, 10.0, top(("run", 0.7), ("jump", 0.2), ("swim", 0.1))),
+        ClipPrediction(10.0, 20.0, top(("run", 0.5), ("jump", 0.3), ("swim", 0.2))),
+    )
+    return VideoPrediction(path=path, model="k400_b16", info=info(path, duration),
+                           top=top(("run", 0.6), ("jump", 0.25), ("swim", 0.15)), num_views=4,
+                           clips=clips)
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+# ------------------------------------------------------------------ format choice
+
+@pytest.mark.parametrize(("name", "fmt"), [("a.csv", "csv"), ("a.JSON", "json"), ("a.jsonl", "jsonl"),
+                                           ("a.srt", "srt"), ("a.vtt", "vtt")])
+def test_format_from_extension(name: str, fmt: str) -> None:
+    assert format_from_path(name) == fmt
+
+
+def test_explicit_format_wins_and_activitynet_needs_it() -> None:
+    assert format_from_path("out.json", "activitynet") == "activitynet"
+    assert format_from_path("out.txt", "CSV") == "csv"
+
+
+def test_format_errors_are_clear() -> None:
+    with pytest.raises(UsageError, match=r"out\.txt: cannot tell the output format.*--format"):
+        format_from_path("out.txt")
+    with pytest.raises(UsageError, match="use one of csv, jsonl, json"):
+        format_from_path("out.srt", "srt", allowed=BATCH_FORMATS)
+    with pytest.raises(UsageError, match="out.srt"):
+        format_from_path("out.srt", allowed=BATCH_FORMATS)
+
+
+# ------------------------------------------------------------------ classify
+
+def test_classify_csv_round_trip_with_stable_columns(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    write_classification([prediction("a.mp4"), prediction(AWKWARD, 7.5)], out, "csv")
+    rows = read_csv(out)
+    assert tuple(rows[0]) == CLASSIFY_CSV_COLUMNS == (
+        "path", "rank", "label", "class_index", "score", "duration_sec", "num_views")
+    assert rows[1] == ["a.mp4", "1", "run", "0", "0.600000", "20.000", "4"]
+    assert [r[0] for r in rows[1:]] == ["a.mp4"] * 3 + [AWKWARD] * 3
+    assert rows[6] == [AWKWARD, "3", "swim", "2", "0.150000", "7.500", "4"]
+
+
+def test_classify_json_and_jsonl_round_trip(tmp_path: Path) -> None:
+    preds = [prediction("a.mp4"), prediction(AWKWARD)]
+    write_classification(preds, tmp_path / "r.json", "json")
+    doc = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert doc["schema_version"] == SCHEMA_VERSION and doc["model"] == "k400_b16"
+    assert [v["path"] for v in doc["videos"]] == ["a.mp4", AWKWARD]
+    video = doc["videos"][0]
+    assert video["top"][1] == {"rank": 2, "label": "jump", "class_index": 1, "score": 0.25}
+    assert video["video"]["duration_sec"] == 20.0 and video["num_views"] == 4
+    assert video["clips"][1]["start_sec"] == 10.0 and video["clips"][1]["top"][0]["score"] == 0.5
+
+    write_classification(preds, tmp_path / "r.jsonl", "jsonl")
+    lines = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["schema_version"] for r in records] == [SCHEMA_VERSION] * 2
+    assert records[1]["path"] == AWKWARD
+    assert {k: v for k, v in records[0].items() if k != "schema_version"} == video
+
+
+def test_whole_file_outputs_refuse_to_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    out.write_text("keep me")
+    with pytest.raises(UsageError, match=r"r\.json exists; use --overwrite"):
+        write_classification([prediction("a.mp4")], out, "json")
+    assert out.read_text() == "keep me"
+    write_classification([prediction("a.mp4")], out, "json", overwrite=True)
+    assert json.loads(out.read_text())["videos"][0]["path"] == "a.mp4"
+    assert list(tmp_path.iterdir()) == [out]  # no temp file left behind
+
+
+def test_writers_write_to_any_text_file() -> None:
+    buffer = io.StringIO()
+    CLASSIFY_WRITERS["jsonl"]().write([prediction("a.mp4")], buffer)
+    assert json.loads(buffer.getvalue())["path"] == "a.mp4"
+
+
+# ------------------------------------------------------------------ batch
+
+def test_batch_csv_layout_and_flush_per_video(tmp_path: Path) -> None:
+    out = tmp_path / "labels.csv"
+    with BatchWriter.open(out, "csv") as writer:
+        writer.write_video(prediction(AWKWARD))
+        rows = read_csv(out)  # another handle, before close
+        assert tuple(rows[0]) == BATCH_CSV_COLUMNS == (
+            "row_type", "path", "start_sec", "end_sec", "rank", "label", "class_index", "score",
+            "error")
+        assert [r[0] for r in rows[1:]] == ["clip"] * 6 + ["video"] * 3
+        assert rows[1] == ["clip", AWKWARD, "0.000", "10.000", "1", "run", "0", "0.700000", ""]
+        assert rows[-1] == ["video", AWKWARD, "0.000", "20.000", "1", "run", "0", "0.600000", ""]
+        assert [r[4] for r in rows[-3:]] == ["3", "2", "1"]  # rank 1 closes the block
+        writer.write_failure(Failure("bad.mp4", "cannot decode\nframe 3", "VideoError"))
+        assert read_csv(out)[-1] == ["failure", "bad.mp4", "", "", "", "", "", "",
+                                     "VideoError: cannot decode frame 3"]
+        assert writer.completed() == {AWKWARD}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_batch_json_formats_flush_per_video(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"labels.{fmt}"
+    with BatchWriter.open(out, fmt) as writer:
+        for number, path in enumerate(["a.mp4", AWKWARD], start=1):
+            writer.write_video(prediction(path))
+            text = out.read_text(encoding="utf-8")
+            if fmt == "jsonl":
+                records = [json.loads(line) for line in text.splitlines()]
+            else:
+                doc = json.loads(text)  # valid after every video
+                assert doc["schema_version"] == SCHEMA_VERSION and doc["model"] == "k400_b16"
+                records = doc["videos"]
+            assert len(records) == number and records[-1]["path"] == path
+            assert records[-1]["top"][0]["label"] == "run"
+        writer.write_failure(Failure("bad.mp4", "no video stream", "VideoError"))
+    text = out.read_text(encoding="utf-8")
+    failures = ([json.loads(t) for t in text.splitlines()][-1:] if fmt == "jsonl"
+                else json.loads(text)["failures"])
+    assert failures[0]["path"] == "bad.mp4" and failures[0]["kind"] == "VideoError"
+    assert failures[0]["record"] == "failure"
+
+
+@pytest.mark.parametrize("fmt", BATCH_FORMATS)
+def test_batch_refuses_existing_file(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"labels.{fmt}"
+    out.write_text("precious")
+    with pytest.raises(UsageError, match=rf"labels\.{fmt} exists; use --resume to continue it "
+                                         "or --overwrite to replace it"):
+        BatchWriter.open(out, fmt)
+    assert out.read_text() == "precious"
+    with pytest.raises(UsageError, match="together"):
+        BatchWriter.open(out, fmt, resume=True, overwrite=True)
+    with BatchWriter.open(out, fmt, overwrite=True) as writer:
+        assert writer.completed() == set()
+    assert "precious" not in out.read_text()
+
+
+@pytest.mark.parametrize("fmt", BATCH_FORMATS)
+def test_resume_keeps_complete_videos_and_retries_failures(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"labels.{fmt}"
+    with BatchWriter.open(out, fmt) as writer:
+        writer.write_video(prediction("a.mp4"))
+        writer.write_failure(Failure("b.mp4", "boom"))
+        writer.write_video(prediction(AWKWARD))
+    with BatchWriter.open(out, fmt, resume=True) as writer:
+        assert writer.completed() == {"a.mp4", AWKWARD}
+        writer.write_video(prediction("b.mp4"))
+    with BatchWriter.open(out, fmt, resume=True) as writer:
+        assert writer.completed() == {"a.mp4", AWKWARD, "b.mp4"}
+
+
+def test_resume_of_missing_file_starts_fresh(tmp_path: Path) -> None:
+    with BatchWriter.open(tmp_path / "new.csv", "csv", resume=True) as writer:
+        assert writer.completed() == set()
+    assert read_csv(tmp_path / "new.csv") == [list(BATCH_CSV_COLUMNS)]
+
+
+def _block_bytes(tmp_path: Path, fmt: str, pred: VideoPrediction) -> bytes:
+    """The bytes one video adds to a fresh file (what a kill can cut short)."""
+    scratch = tmp_path / f"scratch.{fmt}"
+    with BatchWriter.open(scratch, fmt) as writer:
+        header = scratch.read_bytes()
+        writer.write_video(pred)
+    block = scratch.read_bytes()[len(header):]
+    scratch.unlink()
+    return block
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_resume_after_kill_at_every_byte(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"labels.{fmt}"
+    with BatchWriter.open(out, fmt) as writer:
+        writer.write_video(prediction("a.mp4"))
+        writer.write_video(prediction(AWKWARD))
+    intact = out.read_bytes()
+    block = _block_bytes(tmp_path, fmt, prediction("c, 'x'.mp4"))
+    for cut in range(len(block)):  # every point a kill could leave the third video at
+        out.write_bytes(intact + block[:cut])
+        with BatchWriter.open(out, fmt, resume=True) as writer:
+            assert writer.completed() == {"a.mp4", AWKWARD}, cut
+        assert out.read_bytes() == intact, cut  # the torn tail is cut off, nothing else
+    out.write_bytes(intact + block)
+    with BatchWriter.open(out, fmt, resume=True) as writer:
+        assert writer.completed() == {"a.mp4", AWKWARD, "c, 'x'.mp4"}
+
+
+def test_csv_resume_after_kill_inside_header(tmp_path: Path) -> None:
+    out = tmp_path / "labels.csv"
+    out.write_text("row_type,pa")
+    with BatchWriter.open(out, "csv", resume=True) as writer:
+        writer.write_video(prediction("a.mp4"))
+    rows = read_csv(out)
+    assert tuple(rows[0]) == BATCH_CSV_COLUMNS and rows[-1][:2] == ["video", "a.mp4"]
+
+
+@pytest.mark.parametrize(("fmt", "content", "reason"), [
+    ("csv", "name,score\nx,1\n", "header differs"),
+    ("jsonl", '{"a": 1}\n', "not a uvtag batch record"),
+    ("jsonl", 'garbage\n{"record": "video", "path": "a"}\n', "line 1 is not JSON"),
+    ("json", '{"videos": [', "not valid JSON"),
+    ("json", '[1, 2]', "not a uvtag batch JSON"),
+])
+def test_resume_refuses_foreign_files(tmp_path: Path, fmt: str, content: str, reason: str) -> None:
+    out = tmp_path / f"labels.{fmt}"
+    out.write_text(content)
+    with pytest.raises(UsageError, match=reason):
+        BatchWriter.open(out, fmt, resume=True)
+    assert out.read_text() == content
+
+
+# ------------------------------------------------------------------ localize
+
+SEGMENTS = (
+    Segment("run", 0, 1.0, 6.0, 0.8),
+    Segment("jump & <hop>", 1, 4.0, 9.5, 0.6),
+    Segment("run", 0, 3700.25, 3710.0, 0.7),
+)
+
+
+def localization(path: str = "/videos/v_abc123.mp4") -> LocalizationResult:
+    windows = tuple(ClipPrediction(float(s), float(s) + 4.0, top(("run", 0.8), ("jump & <hop>", 0.1)))
+                    for s in range(0, 8, 2))
+    return LocalizationResult(path=path, model="k400_b16", info=info(path, 3710.0), window_sec=4.0,
+                              stride_sec=2.0, windows=windows, segments=SEGMENTS,
+                              params={"threshold": 0.3, "smooth_windows": 3})
+
+
+def test_localize_json(tmp_path: Path) -> None:
+    write_localization(localization(), tmp_path / "l.json", "json")
+    doc = json.loads((tmp_path / "l.json").read_text(encoding="utf-8"))
+    assert doc["schema_version"] == SCHEMA_VERSION and doc["model"] == "k400_b16"
+    assert doc["params"] == {"window_sec": 4.0, "stride_sec": 2.0, "threshold": 0.3,
+                             "smooth_windows": 3}
+    assert doc["segments"][1] == {"label": "jump & <hop>", "class_index": 1, "start_sec": 4.0,
+                                  "end_sec": 9.5, "score": 0.6}
+    assert len(doc["windows"]) == 4 and doc["windows"][1]["start_sec"] == 2.0
+    assert doc["windows"][0]["top"][0] == {"rank": 1, "label": "run", "class_index": 0, "score": 0.8}
+    assert doc["video"]["duration_sec"] == 3710.0
+
+
+def test_localize_csv(tmp_path: Path) -> None:
+    write_localization(localization(AWKWARD), tmp_path / "l.csv", "csv")
+    rows = read_csv(tmp_path / "l.csv")
+    assert tuple(rows[0]) == LOCALIZE_CSV_COLUMNS == (
+        "path", "label", "class_index", "start_sec", "end_sec", "score")
+    assert rows[1:] == [
+        [AWKWARD, "run", "0", "1.000", "6.000", "0.800000"],
+        [AWKWARD, "jump & <hop>", "1", "4.000", "9.500", "0.600000"],
+        [AWKWARD, "run", "0", "3700.250", "3710.000", "0.700000"],
+    ]
+
+
+def check_activitynet(doc: object) -> None:
+    """The ActivityNet v1.3 detection result schema, as documented by the challenge."""
+    assert isinstance(doc, dict) and set(doc) == {"version", "results", "external_data"}
+    assert doc["version"] == "VERSION 1.3"
+    ext = doc["external_data"]
+    assert isinstance(ext, dict) and isinstance(ext["used"], bool) and isinstance(ext["details"], str)
+    assert isinstance(doc["results"], dict)
+    for video_id, detections in doc["results"].items():
+        assert isinstance(video_id, str) and video_id and isinstance(detections, list)
+        for det in detections:
+            assert set(det) == {"label", "score", "segment"}
+            assert isinstance(det["label"], str) and isinstance(det["score"], (int, float))
+            start, end = det["segment"]
+            assert all(isinstance(t, (int, float)) for t in (start, end)) and 0 <= start < end
+
+
+def test_activitynet_json_matches_schema(tmp_path: Path) -> None:
+    write_localization(localization(), tmp_path / "l.json", "activitynet")
+    doc = json.loads((tmp_path / "l.json").read_text(encoding="utf-8"))
+    check_activitynet(doc)
+    assert list(doc["results"]) == ["v_abc123"]
+    assert doc["results"]["v_abc123"][0] == {"label": "run", "score": 0.8, "segment": [1.0, 6.0]}
+    with pytest.raises(AssertionError):  # the checker does reject a wrong document
+        check_activitynet({**doc, "version": "1.3"})
+
+
+_TIME = r"(\d{2,}):(\d{2}):(\d{2})%s(\d{3})"
+
+
+def parse_subtitles(text: str, vtt: bool) -> list[tuple[int, int, list[str]]]:
+    """A strict SRT / WebVTT parser: (start_ms, end_ms, text lines) per cue."""
+    sep = r"\." if vtt else ","
+    cue_time = re.compile(rf"^{_TIME % sep} --> {_TIME % sep}$")
+    if vtt:
+        assert text.startswith("WEBVTT\n\n")
+        text = text[len("WEBVTT\n\n"):]
+    assert text.endswith("\n\n") or text == ""
+    cues = []
+    for number, block in enumerate(text[:-2].split("\n\n") if text else [], start=1):
+        lines = block.split("\n")
+        if not vtt:
+            assert lines.pop(0) == str(number)
+        match = cue_time.match(lines[0])
+        assert match, lines[0]
+        h1, m1, s1, ms1, h2, m2, s2, ms2 = map(int, match.groups())
+        assert m1 < 60 and s1 < 60 and m2 < 60 and s2 < 60
+        start = ((h1 * 60 + m1) * 60 + s1) * 1000 + ms1
+        end = ((h2 * 60 + m2) * 60 + s2) * 1000 + ms2
+        assert start < end and (not cues or cues[-1][1] <= start)  # monotonic, no overlap
+        assert lines[1:] and all(line.strip() for line in lines[1:])
+        assert not any("-->" in line for line in lines[1:])
+        cues.append((start, end, lines[1:]))
+    return cues
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt"])
+def test_subtitles_parse_and_show_every_active_label(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"l.{fmt}"
+    write_localization(localization(), out, fmt)
+    cues = parse_subtitles(out.read_text(encoding="utf-8"), vtt=fmt == "vtt")
+    hop = "jump &amp; &lt;hop>" if fmt == "vtt" else "jump & <hop>"
+    assert cues == [
+        (1000, 4000, ["run (0.80)"]),
+        (4000, 6000, ["run (0.80)", f"{hop} (0.60)"]),
+        (6000, 9500, [f"{hop} (0.60)"]),
+        (3700250, 3710000, ["run (0.70)"]),
+    ]
+    if fmt == "srt":
+        assert "01:01:40,250 --> 01:01:50,000" in out.read_text(encoding="utf-8")
+
+
+def test_subtitles_with_no_segments_are_still_valid() -> None:
+    empty = LocalizationResult(path="a.mp4", model="m", info=info("a.mp4"), window_sec=4.0,
+                               stride_sec=2.0, windows=(), segments=())
+    for fmt in ("srt", "vtt"):
+        buffer = io.StringIO()
+        LOCALIZE_WRITERS[fmt]().write(empty, buffer)
+        assert parse_subtitles(buffer.getvalue(), vtt=fmt == "vtt") == []
+
+
+def test_subtitle_cues_skip_gaps() -> None:
+    cues = subtitle_cues([Segment("a", 0, 0.0, 1.0, 0.9), Segment("b", 1, 2.0, 3.0, 0.5)])
+    assert [(s, e, [x.label for x in active]) for s, e, active in cues] == [
+        (0.0, 1.0, ["a"]), (2.0, 3.0, ["b"])]
+
+
+@pytest.mark.parametrize("fmt", BATCH_FORMATS)
+def test_non_utf8_path_survives_resume(tmp_path: Path, fmt: str) -> None:
+    raw_name = b"caf\xe9.mp4".decode("utf-8", "surrogateescape")  # a Latin-1 name on disk
+    out = tmp_path / f"labels.{fmt}"
+    with BatchWriter.open(out, fmt) as writer:
+        writer.write_video(prediction(raw_name))
+    assert b"caf\xe9.mp4" in out.read_bytes()
+    with BatchWriter.open(out, fmt, resume=True) as writer:
+        assert writer.completed() == {raw_name}
