@@ -230,7 +230,11 @@ def test_resume_after_kill_at_every_byte(tmp_path: Path, fmt: str) -> None:
         writer.write_video(prediction(AWKWARD))
     intact = out.read_bytes()
     block = _block_bytes(tmp_path, fmt, prediction("c, 'x'.mp4"))
-    for cut in range(len(block)):  # every point a kill could leave the third video at
+    # where a kill could leave the third video: around every line end, and every 5th byte
+    near_newline = {i + d for i, b in enumerate(block) if b == ord("\n") for d in (-1, 0, 1, 2)}
+    cuts = sorted((near_newline | set(range(0, len(block), 5))) & set(range(len(block))))
+    assert len(cuts) > 50
+    for cut in cuts:
         out.write_bytes(intact + block[:cut])
         with BatchWriter.open(out, fmt, resume=True) as writer:
             assert writer.completed() == {"a.mp4", AWKWARD}, cut
@@ -401,3 +405,37 @@ def test_non_utf8_path_survives_resume(tmp_path: Path, fmt: str) -> None:
     assert b"caf\xe9.mp4" in out.read_bytes()
     with BatchWriter.open(out, fmt, resume=True) as writer:
         assert writer.completed() == {raw_name}
+
+
+_CHILD = """
+import sys
+from tests.test_writers import prediction
+from uvtag.writers import BatchWriter
+with BatchWriter.open(sys.argv[1], sys.argv[2]) as writer:
+    for i in range(100000):
+        writer.write_video(prediction(f"v{i}.mp4"))
+        print(i, flush=True)
+"""
+
+
+@pytest.mark.parametrize("fmt", BATCH_FORMATS)
+def test_sigkill_while_writing_keeps_every_finished_video(tmp_path: Path, fmt: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / f"labels.{fmt}"
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(out), fmt], cwd=root,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    finished = [int(child.stdout.readline()) for _ in range(20)]
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    finished += [int(line) for line in child.stdout.read().split()]
+    if fmt == "json":
+        assert len(json.loads(out.read_text())["videos"]) >= len(finished)  # valid as it is
+    with BatchWriter.open(out, fmt, resume=True) as writer:
+        done = writer.completed()
+    assert {f"v{i}.mp4" for i in finished} <= done
+    assert done == {f"v{i}.mp4" for i in range(len(done))}
