@@ -37,6 +37,7 @@ def _normalize_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Ten
 
 
 def _as_uint8_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Check frames are uint8 [T, H, W, C] and return them as a CPU tensor (numpy: no copy)."""
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(np.ascontiguousarray(frames))
     if not isinstance(frames, torch.Tensor):
@@ -45,7 +46,7 @@ def _as_uint8_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         raise ValueError(f"frames must be uint8, got {frames.dtype}")
     if frames.ndim != 4:
         raise ValueError(f"frames must be T x H x W x C, got shape {tuple(frames.shape)}")
-    return frames
+    return frames.cpu()
 
 
 def normalize(
@@ -54,15 +55,16 @@ def normalize(
     """Scale uint8 frames to float32 and normalise per channel, exactly as the official code.
 
     Equal, bit for bit, to `((x.float() / 255.0) - tensor(mean)) / tensor(std)` in float32; it is
-    computed by a 256-entry table per channel built with those same operations.
+    computed by a 256-entry table per channel built with those same operations and indexed with
+    the uint8 values (no float arithmetic per pixel).
 
     Args:
-        frames: uint8 [T, H, W, C] (torch or numpy), values 0..255.
+        frames: uint8 [T, H, W, C] (torch or numpy; a GPU tensor is copied to the CPU).
         mean: C per-channel means, in the same channel order as `frames`, on the 0..1 scale.
         std: C per-channel standard deviations, same order and scale.
 
     Returns:
-        float32 [T, H, W, C], contiguous.
+        float32 [T, H, W, C], contiguous, on the CPU.
     """
     frames = _as_uint8_tensor(frames)
     num_channels = frames.shape[-1]
@@ -71,10 +73,14 @@ def normalize(
             f"mean and std need {num_channels} values (one per channel), "
             f"got {len(mean)} and {len(std)}"
         )
-    lut = _normalize_lut(tuple(float(m) for m in mean), tuple(float(s) for s in std))
-    # flat table position of (value v, channel c) is v * C + c
-    channel = torch.arange(num_channels, dtype=torch.int64)
-    return lut.view(-1)[frames.long() * num_channels + channel]
+    lut = _normalize_lut(tuple(float(m) for m in mean), tuple(float(s) for s in std)).numpy()
+    values = frames.numpy()  # np.take with the uint8 values as indices: no int64 index tensor
+    if (lut == lut[:, :1]).all():  # one table for every channel (all official checkpoints)
+        return torch.from_numpy(np.take(lut[:, 0], values))
+    out = np.empty(values.shape, dtype=np.float32)
+    for c in range(num_channels):
+        out[..., c] = np.take(np.ascontiguousarray(lut[:, c]), values[..., c])
+    return torch.from_numpy(out)
 
 
 def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
