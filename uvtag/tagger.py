@@ -1,0 +1,243 @@
+"""Tagger: a loaded model plus how to feed it; classify, tag clips and localize videos.
+
+Load once with `uvtag.load(...)`, call many times. Each method chains pure stages (sampling,
+transforms, views, windows, segments) around the two I/O points: the video reader and the
+`Predictor`. Results are the typed records of `uvtag.results`.
+
+Two input paths:
+- `classify` feeds the checkpoint's official test views exactly as the official pipeline does
+  (full-resolution decode, normalise, short-side resize of the whole clip, crops).
+- `tag_clips` and `localize` look at many spans of one video. They stream the video once,
+  decode each needed frame once at the already-resized size (the decoder scales it), normalise and
+  crop it once, and reuse it in every overlapping window. This is not bit-exact to the official
+  resize (the decoder's bilinear scaler is used instead of torch's), which is irrelevant for
+  untrimmed video where no official protocol exists, and it is several times faster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from uvtag.errors import CheckpointError, UsageError
+from uvtag.infer.clips import assemble_clips, needed_frames, prefetch
+from uvtag.infer.predict import Predictor, pick_device, pick_dtype
+from uvtag.infer.segments import to_segments
+from uvtag.infer.views import aggregate, test_views, top_k
+from uvtag.infer.windows import clip_spans, window_spans
+from uvtag.model.uniformerv2 import UniFormerV2, build_model
+from uvtag.model.weights import load_into, load_model, read_checkpoint
+from uvtag.model.zoo import CHECKPOINTS, Checkpoint, describe_config, get_checkpoint
+from uvtag.results import ClipPrediction, LocalizationResult, VideoInfo, VideoPrediction
+from uvtag.video.reader import VideoReader, open_video
+from uvtag.video.sampling import sample_span_indices, timestamps_to_frame_range
+from uvtag.video.transforms import resized_shape, spatial_indices, to_views
+
+DEFAULT_MODEL = "k400_k710_uniformerv2_b16_8x224"  # Kinetics-400, B/16, on the author's HF mirror too
+Span = tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentOptions:
+    """How window scores become segments (see `uvtag.infer.segments.to_segments`)."""
+
+    threshold: float = 0.3
+    smooth_windows: int = 1
+    min_duration_sec: float = 0.0
+    merge_gap_sec: float = 0.0
+    nms_iou: float | None = 0.5
+    top_k_per_window: int | None = 1
+
+
+class Tagger:
+    """A model ready to tag videos.
+
+    Args:
+        model: a UniFormerV2 with its weights loaded.
+        checkpoint: the zoo entry (or an equivalent built from a uvtag file) saying how to feed it.
+        labels: class names, one per logit.
+        device, precision, batch_size: see `uvtag.infer.predict`.
+        backend: force a video backend ("pyav", "decord", "opencv"); None = automatic.
+    """
+
+    def __init__(self, model: UniFormerV2, checkpoint: Checkpoint, labels: Sequence[str], *,
+                 device: str = "auto", precision: str = "auto", batch_size: int | None = None,
+                 backend: str | None = None) -> None:
+        if len(labels) != checkpoint.config.num_classes:
+            raise CheckpointError(f"{len(labels)} class names for a model with {checkpoint.config.num_classes} classes")
+        dev = pick_device(device)
+        self.checkpoint = checkpoint
+        self.labels = tuple(labels)
+        self.backend = backend
+        self.predictor = Predictor(model, dev, pick_dtype(dev, precision), batch_size or (8 if dev.type == "cuda" else 2))
+
+    @property
+    def name(self) -> str:
+        """The model's name (zoo name or file stem)."""
+        return self.checkpoint.name
+
+    def open(self, path: str | Path) -> VideoReader:
+        """Open a video with this tagger's backend choice (raises VideoError)."""
+        return open_video(path, self.backend)
+
+    # ------------------------------------------------------------------ classify
+
+    def classify_views(self, reader: VideoReader, num_clips: int | None = None,
+                       num_crops: int | None = None) -> torch.Tensor:
+        """The official test views of one video: float32 [V, 3, T, c, c], ordered v = k * S + s."""
+        ck = self.checkpoint
+        views = test_views(reader.info.num_frames, ck.num_frames, num_clips or ck.num_clips,
+                           num_crops or ck.num_crops, ck.sampler)
+        crops = sorted({v.spatial_index for v in views})
+        clips = list(dict.fromkeys(v.frame_indices for v in views))  # one decode per temporal clip
+        frames = reader.get_frames([i for clip in clips for i in clip])
+        out = []
+        for k, clip in enumerate(clips):
+            chunk = frames[k * len(clip) : (k + 1) * len(clip)]
+            out.append(to_views(chunk, ck.input_size, ck.mean, ck.std, crops, ck.channel_order))
+        return torch.cat(out)
+
+    def predict_views(self, path: str | Path, views: torch.Tensor, info: VideoInfo, top: int) -> VideoPrediction:
+        """Video prediction from its views (softmax per view, mean over views)."""
+        probs = aggregate(self.predictor.logits(views))
+        return VideoPrediction(str(path), self.name, info, top_k(probs, self.labels, top), views.shape[0])
+
+    def classify(self, path: str | Path, *, top: int = 5, num_clips: int | None = None,
+                 num_crops: int | None = None) -> VideoPrediction:
+        """Top-`top` labels of one video under the checkpoint's official test views (or the given ones)."""
+        with self.open(path) as reader:
+            views = self.classify_views(reader, num_clips, num_crops)
+            info = reader.info
+        return self.predict_views(path, views, info, top)
+
+    # ------------------------------------------------------------------ spans (batch, localize)
+
+    def span_clips(self, reader: VideoReader, spans: Sequence[Span]) -> Iterator[tuple[int, torch.Tensor]]:
+        """(span index, clip [3, T, c, c]) for each span, decoding the video once, frames reused.
+
+        Each span is sampled with the official sampler inside its frame range; the centre crop
+        (crop 0 for Something-Something, as the official 1-crop rule) is taken.
+        """
+        ck = self.checkpoint
+        times = reader.timestamps_sec()
+        plans = []
+        for start, end in spans:
+            first, stop = timestamps_to_frame_range(start, end, times)
+            plans.append(sample_span_indices(first, stop, ck.num_frames, 0, 1, ck.sampler))
+        size = resized_shape(reader.info.height, reader.info.width, ck.input_size)
+        crop = spatial_indices(1, ck.sampler)
+
+        def prepared():
+            for index, frame in reader.iter_frames(needed_frames(plans), size=size):
+                view = to_views(frame[None], ck.input_size, ck.mean, ck.std, crop, ck.channel_order)
+                yield index, view[0, :, 0]  # [3, c, c], normalised and cropped once per frame
+
+        for c, frames in assemble_clips(plans, prepared()):
+            yield c, torch.stack(frames, dim=1)  # [3, T, c, c]
+
+    def score_spans(self, reader: VideoReader, spans: Sequence[Span]) -> np.ndarray:
+        """Class probabilities per span, float32 [len(spans), num_classes]; decoding overlaps inference."""
+        scores = np.zeros((len(spans), len(self.labels)), np.float32)
+        for c, logits in self.predictor.stream(prefetch(self.span_clips(reader, spans), depth=2 * self.predictor.batch_size)):
+            scores[c] = torch.softmax(logits, dim=-1).numpy()
+        return scores
+
+    def _span_predictions(self, spans: Sequence[Span], scores: np.ndarray, top: int) -> tuple[ClipPrediction, ...]:
+        return tuple(
+            ClipPrediction(float(s), float(e), top_k(torch.from_numpy(p), self.labels, top))
+            for (s, e), p in zip(spans, scores)
+        )
+
+    def default_clip_sec(self) -> float:
+        """Batch clip length: 10 s (Kinetics-style clips) or 4 s (Something-Something)."""
+        return 4.0 if self.checkpoint.sampler == "sth" else 10.0
+
+    def tag_clips(self, path: str | Path, *, clip_sec: float | None = None, stride_sec: float | None = None,
+                  top: int = 5) -> VideoPrediction:
+        """Labels for consecutive clips along a video plus a video summary (mean of clip scores)."""
+        with self.open(path) as reader:
+            info = reader.info
+            spans = clip_spans(info.duration_sec, clip_sec or self.default_clip_sec(), stride_sec)
+            scores = self.score_spans(reader, spans)
+        summary = top_k(torch.from_numpy(scores.mean(axis=0)), self.labels, top)
+        return VideoPrediction(str(path), self.name, info, summary, len(spans), self._span_predictions(spans, scores, top))
+
+    def localize(self, path: str | Path, *, window_sec: float = 8.0, stride_sec: float | None = None,
+                 top: int = 5, options: SegmentOptions = SegmentOptions()) -> LocalizationResult:
+        """Sliding windows over an untrimmed video, merged into temporal segments."""
+        with self.open(path) as reader:
+            info = reader.info
+            spans = window_spans(info.duration_sec, window_sec, stride_sec)
+            scores = self.score_spans(reader, spans)
+        segments = to_segments(spans, scores, self.labels, **dataclasses.asdict(options))
+        stride = stride_sec if stride_sec is not None else window_sec / 2
+        return LocalizationResult(
+            str(path), self.name, info, window_sec, stride, self._span_predictions(spans, scores, top),
+            tuple(segments), self.labels, params=dataclasses.asdict(options),
+        )
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def _checkpoint_from_uvtag(path: Path, config, meta: dict) -> Checkpoint:
+    """A Checkpoint describing how to feed a uvtag-format file (protocol stored in its meta)."""
+    proto = dict(meta.get("protocol") or {})
+    return Checkpoint(
+        name=path.stem, dataset=str(meta.get("dataset", "custom")), backbone=describe_config(config),
+        pretrain=str(meta.get("pretrain", "")), config=config, labels=None,
+        num_frames=config.t_size, input_size=config.input_resolution,
+        num_clips=int(proto.get("num_clips", 1)), num_crops=int(proto.get("num_crops", 1)),
+        filename=path.name, urls=(),
+        mean=tuple(proto.get("mean", (0.45, 0.45, 0.45))), std=tuple(proto.get("std", (0.225, 0.225, 0.225))),
+        channel_order=str(proto.get("channel_order", "RGB")), sampler=str(proto.get("sampler", "kinetics")),
+    )
+
+
+def _looks_like_path(model: str | Path) -> bool:
+    text = str(model)
+    return isinstance(model, Path) or text not in CHECKPOINTS and (Path(text).expanduser().exists() or "/" in text or "." in text)
+
+
+def load(model: str | Path = DEFAULT_MODEL, *, arch: str | None = None, device: str = "auto",
+         precision: str = "auto", batch_size: int | None = None, cache_dir: str | Path | None = None,
+         offline: bool | None = None, progress: bool = True, backend: str | None = None) -> Tagger:
+    """Load a model by zoo name or file path and return a `Tagger`.
+
+    Args:
+        model: a zoo name (see `uvtag models`) or a checkpoint file: a uvtag checkpoint (carries
+            its config, labels and protocol) or an official/MMAction2 file, whose zoo entry is
+            taken from `arch` or from the file's official name.
+        arch: the zoo entry an official file belongs to (frames, views, labels).
+        device: "auto", "cpu", "cuda", "cuda:N".
+        precision: "auto" (fp32 on CPU, bf16/fp16 on CUDA), "fp32", "bf16", "fp16".
+        batch_size: clips per forward pass (default 2 on CPU, 8 on CUDA).
+        cache_dir, offline, progress: where and whether to download (see `uvtag.model.weights`).
+        backend: force a video backend.
+    """
+    common = dict(device=device, precision=precision, batch_size=batch_size, backend=backend)
+    if not _looks_like_path(model):
+        checkpoint = get_checkpoint(str(model))
+        net, labels = load_model(checkpoint, None, cache_dir=cache_dir, offline=offline, progress=progress)
+        return Tagger(net, checkpoint, labels, **common)
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file (and not a zoo name; see `uvtag models`)")
+    zoo_name = arch or (path.stem if path.stem in CHECKPOINTS else None)
+    if zoo_name is not None:
+        checkpoint = get_checkpoint(zoo_name)
+        net, labels = load_model(checkpoint, path, cache_dir=cache_dir, offline=offline, progress=progress)
+        return Tagger(net, dataclasses.replace(checkpoint, name=path.stem), labels, **common)
+    loaded = read_checkpoint(path)
+    if loaded.layout != "uvtag":
+        raise CheckpointError(
+            f"{path}: a plain {loaded.layout} state dict does not say how to feed it; "
+            "pass --arch with its zoo name (frames, views, labels), e.g. --arch " + DEFAULT_MODEL
+        )
+    net = build_model(loaded.config)
+    load_into(net, loaded.state_dict, source=str(path))
+    return Tagger(net, _checkpoint_from_uvtag(path, loaded.config, loaded.meta), loaded.labels, **common)
