@@ -94,7 +94,9 @@ def format_from_path(path: str | os.PathLike[str], explicit: str | None = None,
             raise UsageError(f"unknown or unsupported output format {explicit!r}; use one of {choices}")
         return fmt
     fmt = _EXTENSIONS.get(Path(path).suffix.lower())
-    if fmt is None or fmt not in allowed:
+    if fmt is not None and fmt not in allowed:
+        raise UsageError(f"{name}: {fmt} output is not available here; use one of {choices}")
+    if fmt is None:
         raise UsageError(
             f"{name}: cannot tell the output format from the extension; "
             f"give a {', '.join('.' + f for f in allowed if f in _EXTENSIONS.values())} file "
@@ -483,9 +485,7 @@ class _JsonlRows(_RowCodec):
         for number, line in enumerate(lines[:-1], start=1):  # lines[-1]: after the last newline
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines) - 1 and not lines[-1]:
-                    break  # torn last line (cannot happen with one write, but be lenient)
+            except json.JSONDecodeError:  # a kill only tears the unterminated last line
                 raise UsageError(f"{name}: line {number} is not JSON; cannot resume it") from None
             if not isinstance(record, dict) or record.get("record") not in ("video", "failure"):
                 raise UsageError(f"{name}: line {number} is not a uvtag batch record; cannot resume it")
