@@ -10,6 +10,7 @@ All writers use PyAV only (no ffmpeg CLI), see ENVIRONMENT.md section 8.
 
 from __future__ import annotations
 
+import functools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Sequence
 
 import av
 import numpy as np
+import pytest
 
 GRID_ROWS, GRID_COLS = 3, 4
 NUM_BITS = 8
@@ -190,3 +192,15 @@ def make_video_set(folder: str | Path) -> dict[str, Path]:
     v["text"] = write_bytes(d / "text.mp4", b"this is not a video\n" * 50)
     v["unicode"] = write_video(d / "vidéo 日本 with spaces.mp4", num_frames=12)
     return v
+
+
+@functools.lru_cache(maxsize=None)
+def cached_video_set(folder: str) -> dict[str, Path]:
+    """`make_video_set` once per process and folder (test modules share one set)."""
+    return make_video_set(folder)
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Session fixture: name -> path of every generated test video (import it into a test module)."""
+    return cached_video_set(str(tmp_path_factory.getbasetemp() / "uvtag_videos"))
