@@ -501,13 +501,17 @@ def _download_any(checkpoint: Checkpoint, target: Path, progress: bool, timeout:
             failures.append(f"{url} (sha256 {got[:16]}... is not the expected {checkpoint.expected_digest[:16]}...)")
             checksum_failures += 1
             _remove(part)
+            _remove(_url_note(part))
             continue
         os.replace(part, target)
         _remove(_url_note(part))
         return target
+    kept = f" (the partial download {part.name} resumes next time)" if part.exists() else ""
+    if not part.exists():
+        _remove(_url_note(part))
     error = ChecksumError if checksum_failures == len(failures) else DownloadError
     raise error(
-        f"could not download {checkpoint.name}; tried {'; '.join(failures)}. "
+        f"could not download {checkpoint.name}; tried {'; '.join(failures)}{kept}. "
         f"Download it by hand and save it as {target}"
     )
 
