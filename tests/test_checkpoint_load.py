@@ -173,10 +173,10 @@ def test_reorder_classes_refuses_different_names(k400like):
         reorder_classes(state, names, names[:9] + ["other"])
 
 
-def test_load_model_maps_mmaction2_rows_to_the_official_kinetics400_list(tmp_path):
-    """A 400-class tiny model: MMAction2 rows (alphabetical) end up in the official K400 order."""
+def _tiny_model(num_classes: int):
+    """A random tiny global-only model with a real-size head, and its logits on a random clip."""
     config = ModelConfig(input_resolution=16, patch_size=4, width=32, layers=2, heads=4, t_size=4,
-                         return_list=(0, 1), n_layers=2, n_dim=32, n_head=4, num_classes=400)
+                         return_list=(0, 1), n_layers=2, n_dim=32, n_head=4, num_classes=num_classes)
     torch.manual_seed(0)
     model = build_model(config)
     for p in model.parameters():
@@ -184,6 +184,12 @@ def test_load_model_maps_mmaction2_rows_to_the_official_kinetics400_list(tmp_pat
     clip = torch.randn(1, 3, 4, 16, 16)
     with torch.inference_mode():
         expected = model(clip)
+    return config, model, clip, expected
+
+
+def test_load_model_maps_mmaction2_rows_to_the_official_kinetics400_list(tmp_path):
+    """A 400-class tiny model: MMAction2 rows (alphabetical) end up in the official K400 order."""
+    config, model, clip, expected = _tiny_model(400)
     official, mm = read_labels("kinetics400"), read_labels("kinetics400_mmaction2")
     assert official != mm
     order = [official.index(n) for n in mm]
@@ -195,6 +201,34 @@ def test_load_model_maps_mmaction2_rows_to_the_official_kinetics400_list(tmp_pat
     assert labels == official
     with torch.inference_mode():
         assert torch.equal(loaded_model(clip), expected)
+
+
+def test_official_file_under_an_mmaction2_entry_gets_alphabetical_rows(tmp_path):
+    config, model, clip, expected = _tiny_model(600)
+    path = tmp_path / "official.pyth"
+    torch.save(model.state_dict(), path)
+    twin = get_checkpoint("uniformerv2-large-p14-res224_clip-kinetics710-pre_u8_kinetics600-rgb_20221219-cf88e4c2")
+    loaded_model, labels = load_model(dataclasses.replace(twin, config=config), path, offline=True)
+    assert labels == read_labels("kinetics600_mmaction2")
+    official = read_labels("kinetics600")
+    with torch.inference_mode():
+        assert torch.equal(loaded_model(clip), expected[:, [official.index(n) for n in labels]])
+
+
+def test_mmaction2_k710_rows_that_cannot_be_mapped_are_refused(tmp_path):
+    config, model, _, _ = _tiny_model(710)
+    path = tmp_path / "mm_k710.pth"
+    torch.save({"state_dict": _to_mmaction2(model.state_dict(), list(range(710)))}, path)
+    entry = dataclasses.replace(get_checkpoint("k710_uniformerv2_b16_8x224"), config=config)
+    with pytest.raises(CheckpointError, match=r"mm_k710\.pth: mmaction2 file whose rows \(kinetics710_mmaction2\) do not"):
+        load_model(entry, path, offline=True)
+
+
+def test_uvtag_file_for_another_architecture_is_refused(tmp_path):
+    config, model, _, _ = _tiny_model(400)
+    path = save_checkpoint(tmp_path / "mine.pt", model, read_labels("kinetics400"))
+    with pytest.raises(CheckpointError, match="this file looks like ViT p4 .*; the model you asked for is B/16"):
+        load_model(get_checkpoint("k400_uniformerv2_b16_8x224"), path, offline=True)
 
 
 def test_uvtag_format_round_trip_is_bit_identical(tmp_path):

@@ -316,3 +316,4 @@ def test_zoo_name_resolves_offline_from_weights_folder(tmp_path):
     folder.mkdir()
     (folder / "k400_uniformerv2_b16_8x224.pyth").write_bytes(b"no checksum is published for this file")
     assert resolve("k400_uniformerv2_b16_8x224", offline=True) == folder / "k400_uniformerv2_b16_8x224.pyth"
+    assert resolve("k400_uniformerv2_b16_8x224.pyth", offline=True) == folder / "k400_uniformerv2_b16_8x224.pyth"

@@ -35,11 +35,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from uvtag import __version__
-from uvtag.errors import CheckpointError, ChecksumError, DownloadError, OfflineError
+from uvtag.errors import CheckpointError, ChecksumError, DownloadError, OfflineError, UnknownModelError
 from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model
 from uvtag.labels import available_label_lists, labels_for, read_labels
 from uvtag.model.zoo import (
-    CHECKPOINTS,
     Architecture,
     Checkpoint,
     config_architecture,
@@ -347,8 +346,9 @@ def load_model(
     loaded = read_checkpoint(file)
     if loaded.layout == "uvtag":
         config, labels, state_dict = loaded.config, loaded.labels, loaded.state_dict
-        if checkpoint is not None:
+        if checkpoint is not None:  # the entry decides the frames fed; no weight shape depends on them
             _check_architecture(config_architecture(config), config_architecture(checkpoint.config), str(file))
+            config = dataclasses.replace(config, t_size=checkpoint.config.t_size)
     elif checkpoint is None:
         raise CheckpointError(f"{file}: a plain state dict; name the zoo model it belongs to (frames, labels, views)")
     else:
@@ -357,7 +357,13 @@ def load_model(
         state_dict = loaded.state_dict
         source_order = _file_label_order(checkpoint, loaded.layout)
         if source_order is not None and source_order != checkpoint.labels:
-            state_dict = reorder_classes(state_dict, read_labels(source_order), labels)
+            try:
+                state_dict = reorder_classes(state_dict, read_labels(source_order), labels)
+            except CheckpointError as e:
+                raise CheckpointError(
+                    f"{file}: {loaded.layout} file whose rows ({source_order}) do not map onto {checkpoint.labels}: "
+                    f"{e} (load it with a zoo entry of the file's own layout)"
+                ) from None
     model = build_model(config)
     load_into(model, state_dict, source=str(file))
     return model, labels
@@ -437,11 +443,14 @@ def resolve(
                 raise CheckpointError(f"{candidate}: not a regular file")
             return candidate
         text = str(checkpoint_or_path)
-        if isinstance(checkpoint_or_path, Path) or (
-            text not in CHECKPOINTS and (os.sep in text or text.endswith(_CHECKPOINT_SUFFIXES))
-        ):
+        if isinstance(checkpoint_or_path, Path) or os.sep in text:
             raise CheckpointError(f"{candidate}: no such file")
-        checkpoint = get_checkpoint(text)
+        try:
+            checkpoint = get_checkpoint(text)
+        except UnknownModelError:
+            if text.endswith(_CHECKPOINT_SUFFIXES):
+                raise CheckpointError(f"{candidate}: no such file (and not a zoo model name)") from None
+            raise
     return _resolve_checkpoint(checkpoint, _cache_root(cache_dir), _offline(offline), progress, timeout)
 
 
