@@ -14,7 +14,7 @@ import pytest
 
 from uvtag.errors import CheckpointError, ChecksumError, DownloadError, OfflineError, UnknownModelError
 from uvtag.model import weights
-from uvtag.model.weights import cache_dir, resolve, sha256_file
+from uvtag.model.weights import cache_dir, local_file, resolve, sha256_file
 from uvtag.model.zoo import get_checkpoint
 
 PAYLOAD = os.urandom(300_000) + b"end"  # stands in for a .pyth file
@@ -317,3 +317,15 @@ def test_zoo_name_resolves_offline_from_weights_folder(tmp_path):
     (folder / "k400_uniformerv2_b16_8x224.pyth").write_bytes(b"no checksum is published for this file")
     assert resolve("k400_uniformerv2_b16_8x224", offline=True) == folder / "k400_uniformerv2_b16_8x224.pyth"
     assert resolve("k400_uniformerv2_b16_8x224.pyth", offline=True) == folder / "k400_uniformerv2_b16_8x224.pyth"
+
+
+def test_local_file_finds_without_downloading(tmp_path):
+    entry = _entry(_closed_port_url("/k400%2Bk710_test.pyth"))
+    assert local_file(entry) is None
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "k400+k710_test.pyth").write_bytes(b"x")
+    assert local_file(entry) == tmp_path / "weights" / "k400+k710_test.pyth"
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "test_model.pyth").write_bytes(b"x")
+    assert local_file(entry) == tmp_path / "home" / "test_model.pyth"  # the cache comes first
+    assert local_file(entry, tmp_path / "other") == tmp_path / "weights" / "k400+k710_test.pyth"

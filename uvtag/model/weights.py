@@ -53,6 +53,7 @@ __all__ = [
     "load_into",
     "load_model",
     "load_state_dict_file",
+    "local_file",
     "read_checkpoint",
     "reorder_classes",
     "resolve",
@@ -452,6 +453,16 @@ def resolve(
                 raise CheckpointError(f"{candidate}: no such file (and not a zoo model name)") from None
             raise
     return _resolve_checkpoint(checkpoint, _cache_root(cache_dir), _offline(offline), progress, timeout)
+
+
+def local_file(checkpoint: Checkpoint, cache_dir: str | Path | None = None) -> Path | None:
+    """Where `checkpoint` already is on disk (cache, then weights/ folders), without hashing; None if nowhere.
+
+    A quick look for listings; `resolve` is what verifies the checksum before use.
+    """
+    root = _cache_root(cache_dir)
+    candidates = [root / checkpoint.filename] + [d / n for d in weights_dirs() for n in checkpoint.filenames]
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def _resolve_checkpoint(checkpoint: Checkpoint, root: Path, offline: bool, progress: bool, timeout: float) -> Path:
