@@ -369,12 +369,10 @@ def get_checkpoint(name: str) -> Checkpoint:
         if name in c.filenames or name in (f.rsplit(".", 1)[0] for f in c.filenames):
             return c
     close = difflib.get_close_matches(name, list(CHECKPOINTS), n=5, cutoff=0.5)
+    known = f"{len(CHECKPOINTS)} known names: `uvtag models` or uvtag.available_models()"
     if not close:
         close = [n for n in CHECKPOINTS if n.endswith("b16_8x224")][:5]
-    raise UnknownModelError(
-        f"unknown model {name!r}; closest known names: {', '.join(close)} "
-        f"({len(CHECKPOINTS)} in all, see uvtag.available_models())"
-    )
+    raise UnknownModelError(f"unknown model {name!r}; closest known names: {', '.join(close)} ({known})")
 
 
 # --------------------------------------------------------------------------------------------
