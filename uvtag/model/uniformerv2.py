@@ -174,6 +174,11 @@ class DropPath(nn.Module):
         return x * keep / (1.0 - self.p)
 
 
+def _linspace(stop: float, n: int) -> list[float]:
+    """n drop-path rates from 0 to stop (plain Python: works on the meta device too)."""
+    return [stop * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
+
+
 def _mlp(dim: int, hidden: int, dropout: float | None = None) -> nn.Sequential:
     layers = [("c_fc", nn.Linear(dim, hidden)), ("gelu", QuickGELU())]
     if dropout is not None:
@@ -320,14 +325,14 @@ class Transformer(nn.Module):
         self.temporal_cls_token = nn.Parameter(torch.zeros(1, 1, C))
         if not cfg.frozen:
             self.balance = nn.Parameter(torch.zeros(C))
-        bdpr = torch.linspace(0, cfg.backbone_drop_path_rate, cfg.layers).tolist()
+        bdpr = _linspace(cfg.backbone_drop_path_rate, cfg.layers)
         self.resblocks = nn.ModuleList(LocalBlock(cfg, bdpr[i]) for i in range(cfg.layers))
         self.dpe = nn.ModuleList(
             nn.Conv3d(C, C, kernel_size=3, padding=1, groups=C, bias=True) for _ in range(cfg.n_layers)
         )
         for conv in self.dpe:
             nn.init.zeros_(conv.bias)
-        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.n_layers).tolist()
+        dpr = _linspace(cfg.drop_path_rate, cfg.n_layers)
         self.dec = nn.ModuleList(
             GlobalDecoder(cfg.n_dim, cfg.n_head, cfg.mlp_factor, cfg.mlp_dropout[j], dpr[j])
             for j in range(cfg.n_layers)

@@ -1,0 +1,145 @@
+"""Tagging many videos: one model, decoding overlapped with inference, nothing lost.
+
+A background thread decodes videos one after another and emits their clips; the main thread
+batches clips through the model across video boundaries. A video is written (and flushed to
+disk by the writer) as soon as its last clip is scored; a video that fails becomes a `Failure`
+and the run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from uvtag.errors import UvtagError
+from uvtag.infer.clips import prefetch
+from uvtag.infer.views import top_k
+from uvtag.infer.windows import clip_spans
+from uvtag.results import ClipPrediction, Failure, VideoInfo, VideoPrediction
+from uvtag.tagger import Tagger
+from uvtag.writers import BatchWriter
+
+
+@dataclass
+class BatchSummary:
+    """What a batch run did."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0  # already complete in the output (resume)
+    failures: list[Failure] = field(default_factory=list)
+    video_sec: float = 0.0  # seconds of video tagged
+
+
+@dataclass
+class _Video:
+    path: str
+    info: VideoInfo
+    spans: list[tuple[float, float]]
+    scores: np.ndarray
+    remaining: int
+    ended: bool = False
+
+
+def _failure(path: str, error: BaseException) -> Failure:
+    message = str(error) if isinstance(error, UvtagError) else f"{path}: {type(error).__name__}: {error}"
+    return Failure(path, message.splitlines()[0] if message else type(error).__name__, type(error).__name__)
+
+
+def _produce(tagger: Tagger, paths: Sequence[str], clip_sec: float | None, stride_sec: float | None):
+    """Events: ("start", path, info, spans), ("clip", path, c, clip), ("end", path), ("fail", path, error)."""
+    for path in paths:
+        try:
+            with tagger.open(path) as reader:
+                info = reader.info
+                spans = clip_spans(info.duration_sec, clip_sec or tagger.default_clip_sec(), stride_sec)
+                yield ("start", path, info, spans)
+                for c, clip in tagger.span_clips(reader, spans):
+                    yield ("clip", path, c, clip)
+            yield ("end", path)
+        except Exception as e:  # one bad file must never end the batch
+            yield ("fail", path, e)
+
+
+def run_batch(tagger: Tagger, paths: Sequence[str | Path], writer: BatchWriter, *, clip_sec: float | None = None,
+              stride_sec: float | None = None, top: int = 5,
+              on_video: Callable[[str, VideoPrediction | Failure | None], None] | None = None) -> BatchSummary:
+    """Tag every video in `paths` into `writer`, skipping videos the writer already holds.
+
+    Args:
+        tagger: the loaded model.
+        paths: videos, in output order.
+        writer: an open BatchWriter (its `completed()` set is skipped).
+        clip_sec, stride_sec: consecutive clip length/step in seconds (default: the tagger's).
+        top: labels per clip and per video.
+        on_video: called after each video with its result (None when skipped), e.g. for progress.
+    """
+    todo = [str(p) for p in paths]
+    done_before = writer.completed()
+    summary = BatchSummary(total=len(todo))
+    for p in todo:
+        if p in done_before:
+            summary.skipped += 1
+            if on_video:
+                on_video(p, None)
+    todo = [p for p in todo if p not in done_before]
+    videos: dict[str, _Video] = {}
+    pending: list[tuple[str, int, torch.Tensor]] = []
+
+    def finish(path: str, result: VideoPrediction | Failure) -> None:
+        if isinstance(result, Failure):
+            writer.write_failure(result)
+            summary.failures.append(result)
+        else:
+            writer.write_video(result)
+            summary.done += 1
+            summary.video_sec += result.info.duration_sec
+        if on_video:
+            on_video(path, result)
+
+    def flush_ready() -> None:
+        for path in [p for p, v in videos.items() if v.ended and v.remaining == 0]:
+            v = videos.pop(path)
+            clips = tuple(
+                ClipPrediction(float(s), float(e), top_k(torch.from_numpy(p), tagger.labels, top))
+                for (s, e), p in zip(v.spans, v.scores)
+            )
+            summary_top = top_k(torch.from_numpy(v.scores.mean(axis=0)), tagger.labels, top)
+            finish(path, VideoPrediction(path, tagger.name, v.info, summary_top, len(v.spans), clips))
+
+    def run_pending() -> None:
+        if not pending:
+            return
+        logits = tagger.predictor.logits(torch.stack([clip for _, _, clip in pending]))
+        probs = torch.softmax(logits, dim=-1).numpy()
+        for (path, c, _), p in zip(pending, probs):
+            v = videos.get(path)
+            if v is not None:  # None: the video failed after this clip was queued
+                v.scores[c] = p
+                v.remaining -= 1
+        pending.clear()
+        flush_ready()
+
+    depth = 2 * tagger.predictor.batch_size
+    for event in prefetch(_produce(tagger, todo, clip_sec, stride_sec), depth=depth):
+        kind, path = event[0], event[1]
+        if kind == "start":
+            _, _, info, spans = event
+            videos[path] = _Video(path, info, spans, np.zeros((len(spans), len(tagger.labels)), np.float32), len(spans))
+        elif kind == "clip":
+            pending.append((path, event[2], event[3]))
+            if len(pending) >= tagger.predictor.batch_size:
+                run_pending()
+        elif kind == "end":
+            videos[path].ended = True
+            flush_ready()
+        else:
+            videos.pop(path, None)
+            pending[:] = [item for item in pending if item[0] != path]
+            finish(path, _failure(path, event[2]))
+    run_pending()
+    return summary
