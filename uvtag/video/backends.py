@@ -97,7 +97,6 @@ class PyAVBackend:
         self._pts, self._key_idx, last_duration, last_corrupt = self._demux_index()
         if len(self._pts) == 0:
             raise DecodeFailure("no video frames in the file (empty or truncated video stream)")
-        self._index_of = {int(p): i for i, p in enumerate(self._pts)}
         first = next(self._decode_from(0), None)
         if first is None:
             codec = stream.codec_context.name
@@ -183,9 +182,16 @@ class PyAVBackend:
                 continue
             for frame in frames:
                 p = frame.pts if frame.pts is not None else frame.dts
-                idx = self._index_of.get(int(p)) if p is not None else None
+                idx = self._index_of(p)
                 if idx is not None:
                     yield idx, frame
+
+    def _index_of(self, pts: int | None) -> int | None:
+        """Frame index of a presentation timestamp (binary search in the sorted pts; no per-frame dict)."""
+        if pts is None:
+            return None
+        i = int(np.searchsorted(self._pts, pts))
+        return i if i < len(self._pts) and self._pts[i] == pts else None
 
     def _to_rgb(self, frame, size: Size) -> np.ndarray:
         """av.VideoFrame -> uint8 [H, W, 3] RGB, scaled by swscale (bilinear) *before* the RGB conversion."""
