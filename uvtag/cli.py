@@ -69,12 +69,13 @@ def _run(body: Callable[[], int | None]) -> None:
         raise typer.Exit(code)
 
 
-def _load(model: str, arch, device, precision, batch_size, backend, cache_dir, offline, quiet):
+def _load(model: str, arch, device, precision, batch_size, backend, cache_dir, offline, quiet, isolate=False):
     from uvtag.tagger import load
 
     started = time.perf_counter()
     tagger = load(model, arch=arch, device=device, precision=precision, batch_size=batch_size,
-                  cache_dir=cache_dir, offline=offline or None, progress=not quiet, backend=backend)
+                  cache_dir=cache_dir, offline=offline or None, progress=not quiet, backend=backend,
+                  isolate=isolate)
     if not quiet:
         dev = tagger.predictor.device
         err.print(f"[dim]model {tagger.name} on {dev} ({str(tagger.predictor.dtype).removeprefix('torch.')}), "
@@ -188,6 +189,7 @@ def batch(
     clip_sec: Annotated[Optional[float], typer.Option("--clip", help="Clip length in SECONDS (default 10; 4 for Something-Something).")] = None,
     stride_sec: Annotated[Optional[float], typer.Option("--stride", help="Step between clip starts in SECONDS (default: the clip length).")] = None,
     ext: Annotated[Optional[str], typer.Option(help="Extensions to pick up in folders, e.g. 'mp4,mkv' (default: common video types).")] = None,
+    isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="Decode each video in a child process, so a crashing or hanging decoder costs that video only.")] = True,
     model: ModelOpt = "k400_k710_uniformerv2_b16_8x224",
     arch: ArchOpt = None,
     top_k: TopOpt = 5,
@@ -222,7 +224,7 @@ def batch(
         if not paths:
             raise UsageError("no video files found in " + ", ".join(map(str, inputs)))
         with BatchWriter.open(out, chosen, resume=resume, overwrite=overwrite) as writer:
-            tagger = _load(model, arch, device, precision, batch_size, backend, cache_dir, offline, quiet)
+            tagger = _load(model, arch, device, precision, batch_size, backend, cache_dir, offline, quiet, isolate)
             started = time.perf_counter()
             with _progress(quiet) as bar:
                 task = bar.add_task("batch", total=len(paths), note="")

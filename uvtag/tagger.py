@@ -33,6 +33,7 @@ from uvtag.model.uniformerv2 import UniFormerV2, build_model
 from uvtag.model.weights import load_into, load_model, read_checkpoint
 from uvtag.model.zoo import CHECKPOINTS, Checkpoint, describe_config, get_checkpoint
 from uvtag.results import ClipPrediction, LocalizationResult, VideoInfo, VideoPrediction
+from uvtag.video.isolated import IsolatedReader
 from uvtag.video.reader import VideoReader, open_video
 from uvtag.video.sampling import sample_span_indices, timestamps_to_frame_range
 from uvtag.video.transforms import resized_shape, spatial_indices, to_views
@@ -62,17 +63,21 @@ class Tagger:
         labels: class names, one per logit.
         device, precision, batch_size: see `uvtag.infer.predict`.
         backend: force a video backend ("pyav", "decord", "opencv"); None = automatic.
+        isolate: decode each video in a child process, so a decoder crash or hang costs that
+            video only (about 0.3 s per video); `decode_timeout_sec` bounds each decode request.
     """
 
     def __init__(self, model: UniFormerV2, checkpoint: Checkpoint, labels: Sequence[str], *,
                  device: str = "auto", precision: str = "auto", batch_size: int | None = None,
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, isolate: bool = False, decode_timeout_sec: float = 60.0) -> None:
         if len(labels) != checkpoint.config.num_classes:
             raise CheckpointError(f"{len(labels)} class names for a model with {checkpoint.config.num_classes} classes")
         dev = pick_device(device)
         self.checkpoint = checkpoint
         self.labels = tuple(labels)
         self.backend = backend
+        self.isolate = isolate
+        self.decode_timeout_sec = decode_timeout_sec
         self.predictor = Predictor(model, dev, pick_dtype(dev, precision), batch_size or (8 if dev.type == "cuda" else 2))
 
     @property
@@ -80,8 +85,10 @@ class Tagger:
         """The model's name (zoo name or file stem)."""
         return self.checkpoint.name
 
-    def open(self, path: str | Path) -> VideoReader:
-        """Open a video with this tagger's backend choice (raises VideoError)."""
+    def open(self, path: str | Path) -> VideoReader | IsolatedReader:
+        """Open a video with this tagger's backend and isolation choice (raises VideoError)."""
+        if self.isolate:
+            return IsolatedReader(path, self.backend, self.decode_timeout_sec)
         return open_video(path, self.backend)
 
     # ------------------------------------------------------------------ classify
@@ -205,7 +212,8 @@ def _looks_like_path(model: str | Path) -> bool:
 
 def load(model: str | Path = DEFAULT_MODEL, *, arch: str | None = None, device: str = "auto",
          precision: str = "auto", batch_size: int | None = None, cache_dir: str | Path | None = None,
-         offline: bool | None = None, progress: bool = True, backend: str | None = None) -> Tagger:
+         offline: bool | None = None, progress: bool = True, backend: str | None = None,
+         isolate: bool = False) -> Tagger:
     """Load a model by zoo name or file path and return a `Tagger`.
 
     Args:
@@ -218,8 +226,9 @@ def load(model: str | Path = DEFAULT_MODEL, *, arch: str | None = None, device: 
         batch_size: clips per forward pass (default 2 on CPU, 8 on CUDA).
         cache_dir, offline, progress: where and whether to download (see `uvtag.model.weights`).
         backend: force a video backend.
+        isolate: decode in a child process per video (a crashing decoder costs one video).
     """
-    common = dict(device=device, precision=precision, batch_size=batch_size, backend=backend)
+    common = dict(device=device, precision=precision, batch_size=batch_size, backend=backend, isolate=isolate)
     if not _looks_like_path(model):
         checkpoint = get_checkpoint(str(model))
         net, labels = load_model(checkpoint, None, cache_dir=cache_dir, offline=offline, progress=progress)
