@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import importlib.util
+import os
 import itertools
 import sys
 from typing import Iterator, Sequence
@@ -252,7 +253,18 @@ def import_decord():
         import torch  # noqa: F401  (import order matters, see docstring)
     import decord
 
+    decord.logging.set_level(decord.logging.QUIET)  # its FFmpeg prints to stderr; we raise one-line errors
     return decord
+
+
+def _cv2():
+    """cv2 with its own and its FFmpeg's stderr logging off (failures become VideoError lines instead)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when the FFmpeg backend loads
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    return cv2
 
 
 class DecordBackend:
@@ -321,7 +333,7 @@ class DecordBackend:
         batch = self._vr.get_batch(part).asnumpy()
         if size is None:
             return batch
-        import cv2
+        cv2 = _cv2()
 
         return np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for f in batch])
 
@@ -359,7 +371,7 @@ def _decord_reason(exc: Exception) -> str:
 def probe_rotation(path: str) -> int:
     """Display rotation in degrees (PyAV convention) read from the container without decoding; 0 if unknown."""
     if is_installed("cv2"):
-        import cv2
+        cv2 = _cv2()
 
         cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
         meta = cap.get(cv2.CAP_PROP_ORIENTATION_META) if cap.isOpened() else 0
@@ -382,7 +394,7 @@ class OpenCVBackend:
     note = "frame count from the header (OpenCV cannot verify it)"
 
     def __init__(self, path: str) -> None:
-        import cv2
+        cv2 = _cv2()
 
         self._cv2 = cv2
         self.path = path
