@@ -329,3 +329,16 @@ def test_local_file_finds_without_downloading(tmp_path):
     (tmp_path / "home" / "test_model.pyth").write_bytes(b"x")
     assert local_file(entry) == tmp_path / "home" / "test_model.pyth"  # the cache comes first
     assert local_file(entry, tmp_path / "other") == tmp_path / "weights" / "k400+k710_test.pyth"
+
+
+def test_a_file_without_download_location_says_where_it_belongs(tmp_path, monkeypatch):
+    import dataclasses
+
+    from uvtag.errors import OfflineError
+    from uvtag.model import weights
+    from uvtag.model.zoo import get_checkpoint
+
+    monkeypatch.setattr(weights, "weights_dirs", lambda: [tmp_path / "weights"])
+    local_only = dataclasses.replace(get_checkpoint("mit_uniformerv2_b16_8x224"), urls=(), filename="bundled.pt")
+    with pytest.raises(OfflineError, match=f"put bundled.pt at {tmp_path / 'weights' / 'bundled.pt'}"):
+        resolve(local_only, tmp_path / "cache", offline=False)

@@ -489,6 +489,9 @@ def _resolve_checkpoint(checkpoint: Checkpoint, root: Path, offline: bool, progr
                         f"{checkpoint.name}; replace or remove that file"
                     )
                 return hand
+    if not checkpoint.urls:
+        where = " or ".join(str(d / checkpoint.filename) for d in weights_dirs())
+        raise OfflineError(f"{checkpoint.name} has no download location and is not on disk; put {checkpoint.filename} at {where}")
     if offline:
         raise OfflineError(
             f"{checkpoint.name} is not on disk and downloads are off (offline); download "
