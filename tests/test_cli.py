@@ -307,3 +307,10 @@ def test_doctor_reports_torch_and_decoders(tmp_path):
     result = invoke("doctor", "--cache-dir", tmp_path)
     assert "torch" in result.stdout and "pyav" in result.stdout
     assert result.exit_code == 0, result.stdout
+
+
+def test_classify_offline_without_the_model_says_where_to_put_it(media, tmp_path):
+    result = invoke("classify", media["a"], "-m", "mit_uniformerv2_b16_8x224", "--offline", "--cache-dir", tmp_path)
+    assert result.exit_code == 1
+    message = result.stderr.replace("\n", "")
+    assert "offline" in message and str(tmp_path / "mit_uniformerv2_b16_8x224.pyth") in message
