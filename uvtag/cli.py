@@ -49,6 +49,8 @@ TopOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to rep
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write results here; the format follows the extension.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No tables or progress on stderr.")]
+RenderOpt = Annotated[Optional[Path], typer.Option("--render", help="Also write the video with its labels drawn on it (.mp4, H.264).")]
+RenderHeightOpt = Annotated[int, typer.Option("--render-height", min=2, help="Cap the --render video's height in pixels (never upscaled).")]
 
 
 def _fail(error: UvtagError) -> typer.Exit:
@@ -134,6 +136,8 @@ def classify(
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="table, json, jsonl or csv.")] = None,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
+    render: RenderOpt = None,
+    render_height: RenderHeightOpt = 720,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     batch_size: BatchOpt = None,
@@ -150,29 +154,33 @@ def classify(
       uvtag classify a.mp4 b.mkv --top-k 3 --format json > tags.json
       uvtag classify clip.mp4 -m sthv2_uniformerv2_b16_16x224 --fast
     """
+    from uvtag.render import check_render_path, classification_captions, render_video
     from uvtag.writers import CLASSIFY_FORMATS, CLASSIFY_WRITERS, write_classification
 
     def body() -> int:
         _check_out(out)
         machine = _machine_format(out, fmt, CLASSIFY_FORMATS, None)
+        if render is not None:
+            if len(videos) != 1:
+                raise UsageError("--render takes exactly one video")
+            check_render_path(render, overwrite)
         tagger = _load(model, arch, device, precision, batch_size, backend, cache_dir, offline, quiet)
         clips, crops = (1, 1) if fast else (num_clips, num_crops)
         predictions, failures = [], []
         with _progress(quiet or len(videos) < 2) as bar:
             task = bar.add_task("classify", total=len(videos), note="")
-            for path in videos:
-                bar.update(task, note=path.name)
-                try:
-                    predictions.append(tagger.classify(path, top=top_k, num_clips=clips, num_crops=crops))
-                except UvtagError as e:
-                    failures.append(Failure(str(path), str(e), type(e).__name__))
-                bar.advance(task)
+            for result in tagger.classify_many(videos, top=top_k, num_clips=clips, num_crops=crops):
+                (failures if isinstance(result, Failure) else predictions).append(result)
+                bar.update(task, advance=1, note=Path(result.path).name)
         if not quiet and predictions:
             err.print(_top_table(f"{tagger.name} ({predictions[0].num_views} views)", predictions))
         if machine and out is not None:
             write_classification(predictions, out, machine, overwrite=overwrite)
         elif machine:
             CLASSIFY_WRITERS[machine]().write(predictions, sys.stdout)
+        if render is not None and predictions:
+            render_video(videos[0], render, classification_captions(predictions[0]), max_height=render_height,
+                         backend=backend, overwrite=overwrite)
         _report_failures(failures)
         return EXIT_FAILED_VIDEOS if failures else 0
 
@@ -190,6 +198,7 @@ def batch(
     stride_sec: Annotated[Optional[float], typer.Option("--stride", help="Step between clip starts in SECONDS (default: the clip length).")] = None,
     ext: Annotated[Optional[str], typer.Option(help="Extensions to pick up in folders, e.g. 'mp4,mkv' (default: common video types).")] = None,
     isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="Decode each video in a child process, so a crashing or hanging decoder costs that video only.")] = True,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Also write an HTML report (one row per video, thumbnails, links).")] = None,
     model: ModelOpt = "k400_k710_uniformerv2_b16_8x224",
     arch: ArchOpt = None,
     top_k: TopOpt = 5,
@@ -214,12 +223,15 @@ def batch(
       uvtag batch a.mp4 ./more --out labels.jsonl --clip 5 --top-k 3
     """
     from uvtag.batch import run_batch
+    from uvtag.report import check_report_path, write_report
     from uvtag.video.files import find_videos, parse_extensions
     from uvtag.writers import BATCH_FORMATS, BatchWriter, format_from_path
 
     def body() -> int:
         _check_out(out)
         chosen = format_from_path(out, fmt, BATCH_FORMATS)
+        if report is not None:
+            check_report_path(report, overwrite or resume)
         paths = find_videos(inputs, parse_extensions(ext))
         if not paths:
             raise UsageError("no video files found in " + ", ".join(map(str, inputs)))
@@ -241,6 +253,8 @@ def batch(
             speed = f", {summary.video_sec / wall:.2f}x realtime" if wall > 0 and summary.video_sec else ""
             err.print(f"{summary.done} tagged, {summary.skipped} already done, {len(summary.failures)} failed "
                       f"of {summary.total} -> {out} ({wall:.1f} s{speed})")
+        if report is not None:
+            write_report(out, report, backend=backend, overwrite=True)
         return EXIT_FAILED_VIDEOS if summary.failures else 0
 
     _run(body)
@@ -259,6 +273,9 @@ def localize(
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="table, json, csv, activitynet, srt or vtt.")] = None,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw a timeline of scores and segments (.png or .svg).")] = None,
+    render: RenderOpt = None,
+    render_height: RenderHeightOpt = 720,
     model: ModelOpt = "k400_k710_uniformerv2_b16_8x224",
     arch: ArchOpt = None,
     top_k: TopOpt = 5,
@@ -280,12 +297,19 @@ def localize(
       uvtag localize long.mp4 --window 8 --stride 2 --out long.srt
       uvtag localize long.mp4 --out results.json --format activitynet
     """
+    from uvtag.plot import plot_format, save_timeline
+    from uvtag.render import check_render_path, localization_captions, render_video
     from uvtag.tagger import SegmentOptions
     from uvtag.writers import LOCALIZE_FORMATS, LOCALIZE_WRITERS, write_localization
 
     def body() -> int:
         _check_out(out)
         machine = _machine_format(out, fmt, LOCALIZE_FORMATS, None)
+        if plot is not None:
+            _check_out(plot)
+            plot_format(plot)
+        if render is not None:
+            check_render_path(render, overwrite)
         options = SegmentOptions(threshold=threshold, smooth_windows=smooth, min_duration_sec=min_duration,
                                  merge_gap_sec=merge_gap, nms_iou=None if nms_iou >= 1 else nms_iou)
         tagger = _load(model, arch, device, precision, batch_size, backend, cache_dir, offline, quiet)
@@ -303,6 +327,11 @@ def localize(
             write_localization(result, out, machine, overwrite=overwrite)
         elif machine:
             LOCALIZE_WRITERS[machine]().write(result, sys.stdout)
+        if plot is not None:
+            save_timeline(result, plot, overwrite=overwrite)
+        if render is not None:
+            render_video(video, render, localization_captions(result), max_height=render_height,
+                         backend=backend, overwrite=overwrite)
         return 0
 
     _run(body)
@@ -382,3 +411,5 @@ def main(
     version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     """Tag actions in videos with UniFormerV2."""
+from uvtag import cli_eval as _cli_eval  # noqa: E402,F401  (registers plot, eval)
+from uvtag import cli_train as _cli_train  # noqa: E402,F401  (registers train, demo)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uvtag.errors import CheckpointError, UsageError
+from uvtag.errors import CheckpointError, UvtagError
 from uvtag.infer.clips import assemble_clips, needed_frames, prefetch
 from uvtag.infer.predict import Predictor, pick_device, pick_dtype
 from uvtag.infer.segments import to_segments
@@ -32,7 +32,7 @@ from uvtag.infer.windows import clip_spans, window_spans
 from uvtag.model.uniformerv2 import UniFormerV2, build_model
 from uvtag.model.weights import load_into, load_model, read_checkpoint
 from uvtag.model.zoo import CHECKPOINTS, Checkpoint, describe_config, get_checkpoint
-from uvtag.results import ClipPrediction, LocalizationResult, VideoInfo, VideoPrediction
+from uvtag.results import ClipPrediction, Failure, LocalizationResult, VideoInfo, VideoPrediction
 from uvtag.video.isolated import IsolatedReader
 from uvtag.video.reader import VideoReader, open_video
 from uvtag.video.sampling import sample_span_indices, timestamps_to_frame_range
@@ -120,6 +120,24 @@ class Tagger:
             views = self.classify_views(reader, num_clips, num_crops)
             info = reader.info
         return self.predict_views(path, views, info, top)
+
+    def classify_many(self, paths: Sequence[str | Path], *, top: int = 5, num_clips: int | None = None,
+                      num_crops: int | None = None) -> Iterator[VideoPrediction | Failure]:
+        """`classify` over many videos, decoding the next video while the model runs on this one.
+
+        Yields, in input order, a VideoPrediction per video or a Failure for a video that cannot be read.
+        """
+
+        def decoded():
+            for path in paths:
+                try:
+                    with self.open(path) as reader:
+                        yield path, self.classify_views(reader, num_clips, num_crops), reader.info
+                except UvtagError as e:
+                    yield path, Failure(str(path), str(e), type(e).__name__), None
+
+        for path, views, info in prefetch(decoded(), depth=1):
+            yield views if isinstance(views, Failure) else self.predict_views(path, views, info, top)
 
     # ------------------------------------------------------------------ spans (batch, localize)
 
