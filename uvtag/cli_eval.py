@@ -1,0 +1,128 @@
+"""`uvtag plot` and `uvtag eval`: look at saved results and score them against ground truth.
+
+Registered on the main app by the import at the end of `uvtag.cli`. Same output contract: the
+metrics document goes to --out or (with --format json) stdout; tables for people go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from uvtag.cli import OverwriteOpt, QuietOpt, _check_out, _run, app, err
+from uvtag.errors import UsageError
+
+WidthOpt = Annotated[int, typer.Option("--width", min=300, help="Timeline width in pixels.")]
+TopClassesOpt = Annotated[int, typer.Option("--top-classes", min=1, help="Classes drawn as score curves.")]
+
+
+@app.command()
+def plot(
+    results: Annotated[Path, typer.Argument(help="A localize result saved as JSON (uvtag localize --out x.json).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Image file: .png or .svg.")],
+    width: WidthOpt = 1200,
+    top_classes: TopClassesOpt = 5,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Timeline of saved localize results: window scores as curves, segments as coloured bars.
+
+    [bold]Examples[/bold]
+
+      uvtag localize long.mp4 --out long.json && uvtag plot long.json --out long.png
+      uvtag plot long.json --out long.svg --top-classes 3
+    """
+    from uvtag.plot import load_localization, plot_format, save_timeline
+
+    def body() -> int:
+        _check_out(out)
+        plot_format(out)
+        result = load_localization(results)
+        save_timeline(result, out, width=width, top_classes=top_classes, overwrite=overwrite)
+        err.print(f"timeline of {len(result.segments)} segments, {len(result.windows)} windows -> {out}")
+        return 0
+
+    _run(body)
+
+
+@app.command(name="eval")
+def evaluate(
+    predictions: Annotated[list[Path], typer.Argument(help="uvtag outputs: classify/batch (json, jsonl, csv) or localize/ActivityNet JSON.", show_default=False)],
+    gt: Annotated[Path, typer.Option("--gt", help="Ground truth: CSV 'path,label', a folder per class, or ActivityNet-style JSON.")],
+    tiou: Annotated[str, typer.Option("--tiou", help="Localization thresholds: activitynet (0.50:0.05:0.95), thumos (0.3:0.1:0.7) or e.g. 0.3,0.5.")] = "activitynet",
+    subset: Annotated[Optional[str], typer.Option(help="ActivityNet ground truth: score this subset only (e.g. validation).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="table or json.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the metrics as JSON here.")] = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score predictions: top-1/top-5 and per-class confusion, or localization mAP at tIoU thresholds.
+
+    The task follows the ground truth: a CSV or a folder per class means classification, a JSON
+    with a 'database' means localization.
+
+    [bold]Examples[/bold]
+
+      uvtag batch ./val --out val.csv && uvtag eval val.csv --gt ./val
+      uvtag eval a.json b.json --gt activity_net.v1-3.json --subset validation --tiou activitynet
+      uvtag eval results.json --gt thumos_gt.json --tiou thumos --out metrics.json
+    """
+    from uvtag import evaluate as ev
+
+    def body() -> int:
+        _check_out(out)
+        if fmt not in (None, "table", "json"):
+            raise UsageError(f"--format {fmt!r}: use table or json")
+        if out is not None and out.exists() and not overwrite:
+            raise UsageError(f"{out.name} exists; use --overwrite to replace it")
+        if not gt.exists():
+            raise UsageError(f"{gt}: no such ground truth file or folder")
+        if gt.is_file() and gt.suffix.lower() == ".json":
+            videos, truth = ev.read_activitynet_gt(gt, subset)
+            detections = [d for p in predictions for d in ev.read_detections(p)]
+            report = ev.detection_report(truth, detections, ev.parse_tious(tiou), videos)
+            if not quiet:
+                err.print(_detection_table(report))
+        else:
+            truth_labels = ev.read_class_gt(gt)
+            preds = [v for p in predictions for v in ev.read_predictions(p)[0]]
+            report = ev.classification_report(truth_labels, preds)
+            if not quiet:
+                err.print(_classification_table(report))
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        if out is not None:
+            out.write_text(text, encoding="utf-8")
+        elif fmt == "json":
+            sys.stdout.write(text)
+        return 0
+
+    _run(body)
+
+
+def _classification_table(report) -> Table:
+    table = Table(title=f"{report.num_videos} videos ({report.num_matched} with predictions): "
+                        f"top-1 {100 * report.top1:.1f}%, top-{report.k_available} {100 * report.top5:.1f}%, "
+                        f"mean class accuracy {100 * report.mean_class_accuracy:.1f}%", title_justify="left")
+    for col in ("class", "videos", "top-1 correct", "accuracy", "mistaken for"):
+        table.add_column(col, justify="left" if col in ("class", "mistaken for") else "right")
+    for c in report.per_class:
+        confused = ", ".join(f"{label} ({n})" for label, n in c.confused_with[:3])
+        table.add_row(c.label, str(c.count), str(c.top1_correct), f"{100 * c.accuracy:.1f}%", confused)
+    return table
+
+
+def _detection_table(report) -> Table:
+    table = Table(title=f"{report.num_videos} videos, {report.num_gt_segments} ground-truth segments, "
+                        f"{report.num_detections} detections: average mAP {100 * report.average_mAP:.2f}%",
+                  title_justify="left")
+    table.add_column("class")
+    for t in report.tious:
+        table.add_column(f"AP@{t:g}", justify="right")
+    for cls, aps in report.ap.items():
+        table.add_row(cls, *(f"{100 * a:.1f}" for a in aps))
+    table.add_row("[bold]mAP[/bold]", *(f"[bold]{100 * m:.2f}[/bold]" for m in report.mAP))
+    return table
