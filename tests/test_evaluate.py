@@ -226,3 +226,27 @@ def test_eval_command_bad_inputs(tmp_path):
     assert result.exit_code == 2 and "no 'database'" in result.stderr
     result = runner.invoke(app, ["eval", str(tmp_path / "r.json"), "--gt", str(tmp_path / "nope.csv")])
     assert result.exit_code == 2 and "nope.csv" in result.stderr
+
+
+def test_localize_outputs_scored_against_their_own_segments(tiny_checkpoint, tmp_path):
+    """uvtag localize (json and activitynet) -> uvtag eval: a ground truth equal to the output scores 1."""
+    from videogen import write_video
+
+    video = write_video(tmp_path / "clip.mp4", num_frames=80, fps=20, size=(48, 64))
+    for fmt, name in (("json", "r.json"), ("activitynet", "r_anet.json")):
+        result = runner.invoke(app, ["localize", str(video), "-m", tiny_checkpoint, "-w", "1", "-s", "0.5",
+                                     "--threshold", "0", "-f", fmt, "--out", str(tmp_path / name), "-q"],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+    segments = json.loads((tmp_path / "r.json").read_text())["segments"]
+    assert segments
+    dets = ev.read_detections(tmp_path / "r.json")
+    assert dets == ev.read_detections(tmp_path / "r_anet.json")
+    assert {d.video_id for d in dets} == {"clip"}
+    database = {"clip": {"annotations": [{"label": s["label"], "segment": [s["start_sec"], s["end_sec"]]}
+                                         for s in segments]}}
+    (tmp_path / "gt.json").write_text(json.dumps({"database": database}))
+    result = runner.invoke(app, ["eval", str(tmp_path / "r_anet.json"), "--gt", str(tmp_path / "gt.json"),
+                                 "-f", "json", "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["mAP"] == pytest.approx([1.0] * 10)
