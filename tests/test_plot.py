@@ -152,3 +152,12 @@ def test_localize_plot_and_plot_command(tiny_checkpoint, tmp_path):
     assert again.exit_code == 2 and "exists" in again.stderr
     bad = runner.invoke(app, ["plot", str(video), "--out", str(tmp_path / "x.png")])
     assert bad.exit_code == 2 and "v.mp4" in bad.stderr
+
+
+def test_bad_extra_outputs_are_refused_before_any_work(tmp_path):
+    video = write_video(tmp_path / "v.mp4", num_frames=10, fps=10, size=(48, 64))
+    for extra, message in ((["--plot", str(tmp_path / "t.jpg")], ".png or .svg"),
+                           (["--render", str(tmp_path / "r.avi")], ".mp4"),
+                           (["--plot", str(tmp_path / "missing" / "t.png")], "does not exist")):
+        result = runner.invoke(app, ["localize", str(video), "-m", str(tmp_path / "no-model.pt"), *extra])
+        assert result.exit_code == 2 and message in result.stderr, result.stderr  # not the missing model
