@@ -250,3 +250,26 @@ def test_localize_outputs_scored_against_their_own_segments(tiny_checkpoint, tmp
                                  "-f", "json", "-q"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["mAP"] == pytest.approx([1.0] * 10)
+
+
+def test_batch_output_scored_against_class_folders(tiny_checkpoint, tmp_path, monkeypatch):
+    """uvtag batch over a folder per class -> uvtag eval --gt that folder: every video matched."""
+    from videogen import write_video
+
+    monkeypatch.chdir(tmp_path)
+    for label, name in (("walking", "a.mp4"), ("walking", "b.mp4"), ("running", "c.mp4")):
+        (tmp_path / "val" / label).mkdir(parents=True, exist_ok=True)
+        write_video(tmp_path / "val" / label / name, num_frames=20, fps=10, size=(48, 64))
+    result = runner.invoke(app, ["batch", "val", "--out", "tags.jsonl", "-m", tiny_checkpoint, "--no-isolate", "-q"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    videos, _ = ev.read_predictions(tmp_path / "tags.jsonl")
+    first = {Path(v.path).name: v.top[0].label for v in videos}
+    truth = {"a.mp4": "walking", "b.mp4": "walking", "c.mp4": "running"}
+    result = runner.invoke(app, ["eval", "tags.jsonl", "--gt", "val", "-f", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["num_matched"] == 3 and doc["unmatched"] == []
+    assert doc["top1"] == pytest.approx(sum(first[n] == truth[n] for n in truth) / 3)
+    assert doc["top5"] == 1.0  # 5 classes, top-5 of 5 always holds the truth
+    assert sum(sum(row.values()) for row in doc["confusion"].values()) == 3
