@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ModelConfig", "UniFormerV2", "build_model"]
+__all__ = ["ModelConfig", "UniFormerV2", "build_model", "fused_kernels", "fused_kernels_available"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +152,8 @@ class LayerNorm32(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float64:
             return super().forward(x)
-        return super().forward(x.float()).to(x.dtype)
+        w, b = self.weight, self.bias  # .float() is a no-op for float32 parameters
+        return F.layer_norm(x.float(), self.normalized_shape, w.float(), b.float(), self.eps).to(x.dtype)
 
 
 class QuickGELU(nn.Module):
@@ -172,6 +175,88 @@ class DropPath(nn.Module):
             return x
         keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - self.p)
         return x * keep / (1.0 - self.p)
+
+
+# --------------------------------------------------------------------------------------------
+# CPU inference engine: oneDNN linears with the bias, QuickGELU and residual add fused in.
+#
+# Used only where nothing can observe the difference from the reference path: CPU tensors in
+# float32 or bfloat16 whose dtype equals the weights', no autograd, no autocast. It computes
+# the same function (QuickGELU(h) = silu(1.702 h) / 1.702, with the 1.702 folded into ln_2 and
+# c_fc's bias and the 1/1.702 into a cached copy of c_proj's weight) to float32 rounding; every
+# other case, training included, takes the reference path unchanged.
+
+QUICKGELU_ALPHA = 1.702
+_FUSED_STATE = {"enabled": True, "available": None}
+
+
+def fused_kernels_available() -> bool:
+    """True when this torch build has oneDNN's fused linear (`torch.ops.mkldnn._linear_pointwise`)."""
+    if _FUSED_STATE["available"] is None:
+        ok = False
+        try:
+            if torch.backends.mkldnn.is_available():
+                x, w = torch.ones(2, 4), torch.ones(3, 4)
+                y = torch.ops.mkldnn._linear_pointwise.binary(x, torch.zeros(2, 3), w, torch.zeros(3), "add")
+                z = torch.ops.mkldnn._linear_pointwise(x, w, None, "swish", [], "")
+                ok = bool(torch.allclose(y, torch.full((2, 3), 4.0))) and bool(torch.allclose(z, F.silu(y)))
+        except (AttributeError, RuntimeError):
+            ok = False
+        _FUSED_STATE["available"] = ok
+    return bool(_FUSED_STATE["available"])
+
+
+@contextmanager
+def fused_kernels(enabled: bool) -> Iterator[None]:
+    """Context manager switching the fused CPU inference path on or off (on by default)."""
+    before = _FUSED_STATE["enabled"]
+    _FUSED_STATE["enabled"] = enabled
+    try:
+        yield
+    finally:
+        _FUSED_STATE["enabled"] = before
+
+
+def _fused_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the fused path may run for activations x against a layer's weight."""
+    return (
+        _FUSED_STATE["enabled"]
+        and x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and weight.dtype == x.dtype
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and fused_kernels_available()
+    )
+
+
+def _linear2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, post: str = "none") -> torch.Tensor:
+    """oneDNN x [M, K] @ w[O, K].T + b, then `post` ("none" or "swish"), in one pass -> [M, O]."""
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, post, [], "")
+
+
+def _linear2d_add(x: torch.Tensor, other: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """oneDNN other + x @ w.T + b in one pass; x [M, K], other [M, O] -> [M, O]."""
+    return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, b, "add")
+
+
+def _scaled_weight(owner: nn.Module, w: torch.Tensor, scale: float) -> torch.Tensor:
+    """w * scale, cached on `owner` until w is modified, replaced, moved or cast (not in state_dict)."""
+    key = (w.data_ptr(), w._version, w.dtype, w.device, scale)
+    cached = owner.__dict__.get("_uvtag_scaled")
+    if cached is None or cached[0] != key:
+        with torch.inference_mode(False), torch.no_grad():
+            cached = (key, (w.detach() * scale).contiguous())
+        owner.__dict__["_uvtag_scaled"] = cached
+    return cached[1]
+
+
+def _layer_norm2d(x: torch.Tensor, ln: nn.LayerNorm, scale: float = 1.0) -> torch.Tensor:
+    """scale * LayerNorm(x) on [M, C], in x's dtype (the kernel accumulates in float32)."""
+    w, b = ln.weight.to(x.dtype), ln.bias.to(x.dtype)
+    if scale != 1.0:
+        w, b = w * scale, b * scale
+    return F.layer_norm(x, ln.normalized_shape, w, b, ln.eps)
 
 
 def _linspace(stop: float, n: int) -> list[float]:
@@ -202,6 +287,14 @@ class PackedAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
         nn.init.xavier_uniform_(self.in_proj_weight)
 
+    def fused_residual(self, h: torch.Tensor, residual: torch.Tensor, B: int, L: int) -> torch.Tensor:
+        """Fused path: residual + attention(h). h, residual: [B*L, C] -> [B*L, C]."""
+        C = h.shape[1]
+        qkv = _linear2d(h, self.in_proj_weight, self.in_proj_bias)  # [B*L, 3C]
+        q, k, v = qkv.view(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)  # 3 x [B, h, L, d]
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, h, L, d]; the CPU kernel stores it [B, L, h, d]
+        return _linear2d_add(out.transpose(1, 2).reshape(B * L, C), residual, self.out_proj.weight, self.out_proj.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Self-attention over tokens. x: [B, L, C] -> [B, L, C]."""
         B, L, C = x.shape
@@ -216,7 +309,11 @@ class PackedAttention(nn.Module):
         M, h = memory.shape[1], self.heads
         w, b = self.in_proj_weight, self.in_proj_bias
         q = F.linear(query, w[:C], b[:C]).view(B, Q, h, C // h).transpose(1, 2)  # [B, h, Q, d]
-        kv = F.linear(memory, w[C:], b[C:]).view(B, M, 2, h, C // h).permute(2, 0, 3, 1, 4)  # 2 x [B, h, M, d]
+        if _fused_ok(memory, w):
+            kv = _linear2d(memory.reshape(B * M, C), w[C:], b[C:])  # bias fused: no broadcast copy
+        else:
+            kv = F.linear(memory, w[C:], b[C:])
+        kv = kv.view(B, M, 2, h, C // h).permute(2, 0, 3, 1, 4)  # 2 x [B, h, M, d]
         out = F.scaled_dot_product_attention(q, kv[0], kv[1])  # [B, h, Q, d]
         return self.out_proj(out.transpose(1, 2).reshape(B, Q, C))
 
@@ -281,12 +378,29 @@ class LocalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """x [N*T, L, C] -> [N*T, L, C]; n is the number of videos N."""
+        if _fused_ok(x, self.attn.in_proj_weight):
+            return self._forward_fused(x, n)
         if self.use_lmhra:
             x = self._local(self.lmhra1, x, n)
         x = x + self.drop_path(self.attn(self.ln_1(x)))
         if self.double:
             x = self._local(self.lmhra2, x, n)
         return x + self.drop_path(self.mlp(self.ln_2(x)))
+
+    def _forward_fused(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """Inference-only `forward`: 5 oneDNN calls, 2 LayerNorms and SDPA per block, no other passes."""
+        NT, L, C = x.shape
+        if self.use_lmhra:
+            x = self._local(self.lmhra1, x, n)
+        x2 = x.reshape(NT * L, C)
+        x2 = self.attn.fused_residual(_layer_norm2d(x2, self.ln_1), x2, NT, L)
+        if self.double:
+            x2 = self._local(self.lmhra2, x2.view(NT, L, C), n).reshape(NT * L, C)
+        a = QUICKGELU_ALPHA
+        fc, proj = self.mlp.c_fc, self.mlp.c_proj
+        h = _linear2d(_layer_norm2d(x2, self.ln_2, a), fc.weight, fc.bias * a, "swish")  # a * QuickGELU
+        x2 = _linear2d_add(h, x2, _scaled_weight(proj, proj.weight, 1.0 / a), proj.bias)
+        return x2.view(NT, L, C)
 
 
 # --------------------------------------------------------------------------------------------
