@@ -2,6 +2,13 @@
 
 Clips go in as float32 [B, 3, T, H, W] (normalised, on the CPU); logits come back as float32
 [B, num_classes] on the CPU, whatever the device and precision used inside.
+
+Engine choices (each kept because `uvtag bench` measured it, see the README's benchmark table):
+- CPU float32/bfloat16 runs the model's fused oneDNN path (`uniformerv2.fused_kernels`);
+- CPU bfloat16 casts the weights to bfloat16 once (2.3x faster than autocast here, which
+  re-casts every weight on every call); CUDA bfloat16/float16 uses autocast;
+- CUDA batches are pinned and copied with non_blocking;
+- `compile=True` wraps the model in `torch.compile` (CUDA graphs on CUDA via "reduce-overhead").
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from contextlib import nullcontext
 import torch
 
 from uvtag.errors import DeviceError, UsageError
+from uvtag.model.uniformerv2 import fused_kernels
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -52,30 +60,52 @@ class Predictor:
     """Runs a model over batches of clips on one device, in one precision.
 
     Args:
-        model: a UniFormerV2 in eval mode (moved to `device` here).
+        model: a UniFormerV2 in eval mode (moved to `device` here, and cast in place when
+            `cast_weights`).
         device: where to run.
-        dtype: float32 runs plainly; bfloat16/float16 run under autocast (weights stay fp32).
-        batch_size: clips per forward pass; halved automatically on CUDA out-of-memory.
+        dtype: compute precision. float32 runs plainly; bfloat16/float16 either cast the weights
+            (`cast_weights`) or run under autocast with float32 weights.
+        batch_size: clips per forward pass; halved automatically on out-of-memory.
+        cast_weights: None = cast on the CPU (bf16 weights + fused kernels), autocast on CUDA.
+        compile: run through `torch.compile` (first call compiles: tens of seconds).
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
-                 batch_size: int = 4) -> None:
+                 batch_size: int = 4, *, cast_weights: bool | None = None, compile: bool = False) -> None:
         if batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {batch_size}")
-        self.model = model.eval().to(device)
+        if cast_weights is None:
+            cast_weights = device.type == "cpu" and dtype != torch.float32
+        self.cast_weights = bool(cast_weights) and dtype != torch.float32
+        model = model.eval().to(device)
+        self.model = model.to(dtype) if self.cast_weights else model
         self.device = device
         self.dtype = dtype
         self.batch_size = batch_size
+        self.compiled = compile
+        self._call = self.model
+        if compile:
+            mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs for fixed shapes
+            self._call = torch.compile(self.model, dynamic=False, mode=mode)
 
     def _autocast(self):
-        if self.dtype == torch.float32:
+        if self.dtype == torch.float32 or self.cast_weights:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+    def _to_device(self, clips: torch.Tensor) -> torch.Tensor:
+        """Host batch -> model input: pinned + non-blocking on CUDA, cast when the weights are."""
+        if self.device.type == "cuda":
+            if not clips.is_pinned():
+                clips = clips.pin_memory()
+            clips = clips.to(self.device, non_blocking=True)
+        return clips.to(self.dtype) if self.cast_weights else clips
+
     def _forward(self, clips: torch.Tensor) -> torch.Tensor:
-        clips = clips.to(self.device, non_blocking=True)
-        with torch.inference_mode(), self._autocast():
-            return self.model(clips).float().cpu()
+        clips = self._to_device(clips)
+        # compiled graphs are traced through the reference path and fused by Inductor instead
+        with torch.inference_mode(), self._autocast(), fused_kernels(not self.compiled):
+            return self._call(clips).float().cpu()
 
     def logits(self, clips: torch.Tensor) -> torch.Tensor:
         """clips float [B, 3, T, H, W] -> logits float32 [B, num_classes] on the CPU."""
