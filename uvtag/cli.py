@@ -199,6 +199,10 @@ def batch(
     ext: Annotated[Optional[str], typer.Option(help="Extensions to pick up in folders, e.g. 'mp4,mkv' (default: common video types).")] = None,
     isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="Decode each video in a child process, so a crashing or hanging decoder costs that video only.")] = True,
     report: Annotated[Optional[Path], typer.Option("--report", help="Also write an HTML report (one row per video, thumbnails, links).")] = None,
+    devices: Annotated[Optional[str], typer.Option("--devices", help="One worker process per device, e.g. cuda:0,cuda:1 (overrides --device).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes: N on --device (e.g. CPU), or N per --devices entry; with --ray, the most actors.")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Tag only shard i of n (0-based, e.g. 0/4): a stable split for array jobs; combine outputs with `uvtag merge`.")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run on Ray: local (this machine), auto (the cluster this node joined) or ray://HOST:10001. Needs pip install 'uvtag\\[ray]'.")] = None,
     model: ModelOpt = "k400_k710_uniformerv2_b16_8x224",
     arch: ArchOpt = None,
     top_k: TopOpt = 5,
@@ -221,8 +225,12 @@ def batch(
       uvtag batch ./videos --out labels.csv
       uvtag batch ./videos --out labels.csv --resume
       uvtag batch a.mp4 ./more --out labels.jsonl --clip 5 --top-k 3
+      uvtag batch ./videos --out part-0.jsonl --shard 0/4 --devices cuda:0,cuda:1
+      uvtag batch ./videos --out labels.jsonl --ray auto
     """
     from uvtag.batch import run_batch
+    from uvtag.parallel import ModelSpec, plan_devices, run_parallel
+    from uvtag.shard import parse_shard, select_shard
     from uvtag.report import check_report_path, write_report
     from uvtag.video.files import find_videos, parse_extensions
     from uvtag.writers import BATCH_FORMATS, BatchWriter, format_from_path
@@ -235,8 +243,17 @@ def batch(
         paths = find_videos(inputs, parse_extensions(ext))
         if not paths:
             raise UsageError("no video files found in " + ", ".join(map(str, inputs)))
+        paths = select_shard(paths, inputs, *parse_shard(shard)) if shard else paths
+        plan = plan_devices(devices, None if ray else workers, device)
+        if ray is not None and devices is not None:
+            raise UsageError("--ray places actors on the cluster's devices itself; drop --devices")
+        spec = ModelSpec(model, arch, precision, batch_size, backend, str(cache_dir) if cache_dir else None,
+                         offline or None, isolate)
         with BatchWriter.open(out, chosen, resume=resume, overwrite=overwrite) as writer:
-            tagger = _load(model, arch, device, precision, batch_size, backend, cache_dir, offline, quiet, isolate)
+            if ray is None and plan is None:
+                tagger = _load(model, arch, device, precision, batch_size, backend, cache_dir, offline, quiet, isolate)
+            elif not quiet:
+                err.print(f"[dim]{len(paths)} videos on {'Ray (' + ray + ')' if ray else ', '.join(plan)}[/dim]")
             started = time.perf_counter()
             with _progress(quiet) as bar:
                 task = bar.add_task("batch", total=len(paths), note="")
@@ -246,8 +263,15 @@ def batch(
                         err.print(f"[yellow]skipping[/yellow] {result.error}", soft_wrap=True)
                     bar.update(task, advance=1, note=Path(path).name)
 
-                summary = run_batch(tagger, paths, writer, clip_sec=clip_sec, stride_sec=stride_sec,
-                                    top=top_k, on_video=on_video)
+                job = dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top_k, on_video=on_video)
+                if ray is not None:
+                    from uvtag.ray_batch import run_ray
+
+                    summary = run_ray(spec, paths, writer, address=ray, device=device, max_actors=workers, **job)
+                elif plan is not None:
+                    summary = run_parallel(spec, plan, paths, writer, **job)
+                else:
+                    summary = run_batch(tagger, paths, writer, **job)
         if not quiet:
             wall = time.perf_counter() - started
             speed = f", {summary.video_sec / wall:.2f}x realtime" if wall > 0 and summary.video_sec else ""
@@ -413,3 +437,5 @@ def main(
     """Tag actions in videos with UniFormerV2."""
 from uvtag import cli_eval as _cli_eval  # noqa: E402,F401  (registers plot, eval)
 from uvtag import cli_train as _cli_train  # noqa: E402,F401  (registers train, demo)
+from uvtag import cli_scale as _cli_scale  # noqa: E402,F401  (registers merge)
+from uvtag import cli_bench as _cli_bench  # noqa: E402,F401  (registers bench)
