@@ -1,0 +1,85 @@
+"""`uvtag bench` end to end on a tiny configuration: structure of the JSON and the table (not timed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from uvtag.bench import model_gmac, window_frame_indices
+from uvtag.cli import app
+from uvtag.model.zoo import get_checkpoint
+
+runner = CliRunner()
+
+TINY_ARGS = ["bench", "--arch", "tiny", "--batch-sizes", "2", "--runs", "1", "--warmup", "0", "--height", "72",
+             "--clip-sec", "2", "--long-sec", "4", "--num-clips", "2", "--peak-size", "128", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("name", ["k400_k710_uniformerv2_b16_8x224", "k400_k710_uniformerv2_l14_16x224",
+                                  "sthv2_uniformerv2_b16_16x224", "k400_k710_uniformerv2_l14_32x336"])
+def test_gmac_formula_matches_the_spec_table(name):
+    ck = get_checkpoint(name)
+    assert model_gmac(ck.config) == pytest.approx(ck.gmac_per_view, abs=0.05)
+
+
+def test_window_frame_indices():
+    # 30 fps, 2 s windows (60 frames), stride 1 s, 4 frames per window, 120 frames: windows at 0, 30, 60
+    assert window_frame_indices(120, 30.0, 2.0, 1.0, 4) == [0, 15, 30, 45, 60, 75, 90, 105]
+    assert window_frame_indices(10, 30.0, 2.0, 1.0, 4) == [0]  # shorter than a window: one at 0, clipped
+
+
+def test_bench_runs_end_to_end_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    result = runner.invoke(app, TINY_ARGS + ["--dir", str(tmp_path / "videos"), "--json", str(out),
+                                             "--markdown", str(md), "--precision", "fp32", "--precision", "bf16",
+                                             "--engine", "fused", "--engine", "reference"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["schema"] == "uvtag-bench/1"
+    assert {"date", "cpu", "cores", "torch", "device", "load_average"} <= set(data["machine"])
+    assert set(data["peak_gflops"]) == {"fp32", "bf16"} and all(v > 0 for v in data["peak_gflops"].values())
+    rows = data["model"]
+    assert {(r["precision"], r["engine"]) for r in rows} == {(p, e) for p in ("fp32", "bf16") for e in ("fused", "reference")}
+    for r in rows:
+        assert r["arch"] == "tiny" and r["batch"] == 2 and len(r["times_s"]) == 1
+        assert r["clips_per_s"] == pytest.approx(2 / r["median_s"], rel=0.01)
+        assert r["gflops"] == pytest.approx(r["clips_per_s"] * 2 * r["gmac_per_view"], rel=0.01)
+        assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / data["peak_gflops"][r["precision"]], rel=0.02)
+    assert [r["weights"] for r in rows if r["precision"] == "bf16"] == ["bf16", "bf16"]
+    d = data["decode"]
+    assert d["frames"] == 60 and d["height"] == 72
+    assert d["full_decode_fps"] > 0 and d["sliding_window_fps"] > 0 and d["sparse_clip_ms"] > 0
+    assert "ffmpeg_cli_fps" in d
+    e2e = {r["task"]: r for r in data["end_to_end"]}
+    assert set(e2e) == {"classify", "batch", "localize"}
+    assert e2e["batch"]["video_sec"] == pytest.approx(4.0, abs=0.1)  # two 2 s clips
+    assert e2e["localize"]["video_sec"] == pytest.approx(4.0, abs=0.1)
+    assert e2e["localize"]["clips"] == 3  # 2 s windows every 1 s over 4 s
+    for r in e2e.values():
+        assert r["x_realtime"] == pytest.approx(r["video_sec"] / r["wall_s"], rel=0.02)
+        assert r["model_only_clips_per_s"] > 0 and r["peak_rss_mib"] > 0
+    table = md.read_text()
+    assert "| tiny | fp32 | 2 | fused |" in table and "| localize | tiny |" in table
+    assert "Matmul peak: fp32" in table
+
+
+def test_bench_json_to_stdout_without_e2e(tmp_path):
+    result = runner.invoke(app, TINY_ARGS + ["--dir", str(tmp_path), "--no-e2e", "--no-decode", "--precision", "fp32",
+                                             "--json", "-", "--quiet"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["decode"] is None and data["end_to_end"] == [] and len(data["model"]) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--precision", "fp16"], "70x slower"),
+    (["--engine", "turbo"], "unknown engine"),
+    (["--batch-sizes", "0"], "positive"),
+])
+def test_bench_usage_errors(tmp_path, args, message):
+    result = runner.invoke(app, TINY_ARGS + ["--dir", str(tmp_path), "--no-e2e", "--no-decode"] + args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
