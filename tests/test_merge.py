@@ -144,3 +144,18 @@ def _app():
     from uvtag.cli import app
 
     return app
+
+
+def test_cli_shard_runs_merge_into_the_single_run(runs, tiny_checkpoint, tmp_path):
+    runner, app = CliRunner(), _app()
+    base = ["batch", str(runs["folder"]), "-m", tiny_checkpoint, "--clip", "1", "--batch-size", "1", "--no-isolate", "-q"]
+    parts = []
+    for i in range(SHARDS):
+        parts.append(tmp_path / f"shard{i}.csv")
+        result = runner.invoke(app, base + ["--shard", f"{i}/{SHARDS}", "-o", str(parts[-1])])
+        assert result.exit_code in (0, 3), result.stderr  # 3: the shard holding broken.mp4
+    assert [p.read_bytes() for p in parts] == [p.read_bytes() for p in runs["shards"]["csv"]]
+    out = tmp_path / "all.csv"
+    result = runner.invoke(app, ["merge", *map(str, parts), "-o", str(out), "-i", str(runs["folder"])])
+    assert result.exit_code == 3 and "6 videos, 1 failed, 0 missing" in result.stderr  # 3: broken.mp4
+    assert out.read_bytes() == runs["single"]["csv"].read_bytes()

@@ -144,3 +144,16 @@ def test_plan_devices(devices, workers, device, expected):
 def test_plan_devices_refuses(devices, workers, message):
     with pytest.raises(UsageError, match=message):
         plan_devices(devices, workers)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--shard", "4/4"], "the index must be 0 to 3"),
+    (["--ray", "local", "--devices", "cpu,cpu"], "drop --devices"),
+    (["--devices", ","], "names no device"),
+])
+def test_cli_refuses_before_loading_anything(folder, tmp_path, extra, message):
+    from uvtag.cli import app
+
+    result = CliRunner().invoke(app, ["batch", str(folder), "-o", str(tmp_path / "x.csv"), "-m", "nope.pt", *extra])
+    assert result.exit_code == 2 and message in result.stderr
+    assert not (tmp_path / "x.csv").exists()

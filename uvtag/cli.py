@@ -252,8 +252,10 @@ def batch(
         with BatchWriter.open(out, chosen, resume=resume, overwrite=overwrite) as writer:
             if ray is None and plan is None:
                 tagger = _load(model, arch, device, precision, batch_size, backend, cache_dir, offline, quiet, isolate)
-            elif not quiet:
-                err.print(f"[dim]{len(paths)} videos on {'Ray (' + ray + ')' if ray else ', '.join(plan)}[/dim]")
+            else:
+                spec.fetch(progress=not quiet)  # once, before the workers load it
+                if not quiet:
+                    err.print(f"[dim]{len(paths)} videos on {'Ray (' + ray + ')' if ray else ', '.join(plan)}[/dim]")
             started = time.perf_counter()
             with _progress(quiet) as bar:
                 task = bar.add_task("batch", total=len(paths), note="")

@@ -49,6 +49,24 @@ class ModelSpec:
     offline: bool | None = None
     isolate: bool = False
 
+    def fetch(self, progress: bool = True) -> None:
+        """Download a zoo model's weights now, once, so that workers only read the cache.
+
+        Several workers downloading into one cache at the same moment would share a `.part`
+        file; call this in the parent first. A file path or an unknown name is left to the workers.
+        """
+        from uvtag.errors import UnknownModelError
+        from uvtag.model.weights import resolve
+        from uvtag.model.zoo import get_checkpoint
+
+        if Path(self.model).expanduser().exists():
+            return
+        try:
+            checkpoint = get_checkpoint(self.model)
+        except UnknownModelError:
+            return
+        resolve(checkpoint, self.cache_dir, offline=self.offline, progress=progress)
+
     def __call__(self, device: str):
         """Load a `Tagger` on `device` (called inside the worker)."""
         from uvtag.tagger import load

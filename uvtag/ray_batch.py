@@ -19,6 +19,7 @@ Ray is imported only here and only when called, so the core package neither need
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -165,7 +166,7 @@ def run_ray(factory: Callable[[str], Any], paths: Sequence[str | Path], writer: 
         return summary
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=None if address in (None, "", "local") else address)
+        ray.init(address=None if address in (None, "", "local") else address, logging_level=logging.WARNING)
     try:
         _stream(ray, factory, list(todo), writer, summary, device=device, cpus_per_actor=cpus_per_actor,
                 max_actors=max_actors, job=dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top),
