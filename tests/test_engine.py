@@ -145,3 +145,17 @@ def test_fused_kernels_switch_restores_state():
                 raise RuntimeError("inside")
         assert not uv._FUSED_STATE["enabled"]
     assert uv._FUSED_STATE["enabled"]
+
+
+def test_small_models_run_single_threaded_and_restore_threads():
+    model, io = _load("tiny_k400like_t8")
+    seen: list[int] = []
+    model.register_forward_pre_hook(lambda _m, _a: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    predictor = Predictor(model, CPU, batch_size=1)
+    assert predictor.threads == 1  # a few MMAC per clip: below SMALL_MODEL_GMAC
+    predictor.logits(io["input"])
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    seen.clear()
+    Predictor(model, CPU, batch_size=2, threads=before).logits(io["input"])
+    assert seen == [before]

@@ -8,18 +8,23 @@ Engine choices (each kept because `uvtag bench` measured it, see the README's be
 - CPU bfloat16 casts the weights to bfloat16 once (2.3x faster than autocast here, which
   re-casts every weight on every call); CUDA bfloat16/float16 uses autocast;
 - CUDA batches are pinned and copied with non_blocking;
-- `compile=True` wraps the model in `torch.compile` (CUDA graphs on CUDA via "reduce-overhead").
+- `compile=True` wraps the model in `torch.compile` (CUDA graphs on CUDA via "reduce-overhead");
+- small models (< SMALL_MODEL_GMAC per clip) run with one intra-op thread on the CPU: their ops
+  are too small to split, and two threads stall at every op's barrier whenever the decoding
+  thread holds a core (motion-tiny localize: 20 s -> 4.9 s on 2 cores).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 
 from uvtag.errors import DeviceError, UsageError
-from uvtag.model.uniformerv2 import fused_kernels
+from uvtag.model.uniformerv2 import fused_kernels, gmac_per_view
+
+SMALL_MODEL_GMAC = 2.0  # below this per clip, one CPU thread beats two (see the module docstring)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -68,10 +73,13 @@ class Predictor:
         batch_size: clips per forward pass; halved automatically on out-of-memory.
         cast_weights: None = cast on the CPU (bf16 weights + fused kernels), autocast on CUDA.
         compile: run through `torch.compile` (first call compiles: tens of seconds).
+        threads: CPU intra-op threads while this predictor runs; None = 1 for small models,
+            torch's setting otherwise.
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
-                 batch_size: int = 4, *, cast_weights: bool | None = None, compile: bool = False) -> None:
+                 batch_size: int = 4, *, cast_weights: bool | None = None, compile: bool = False,
+                 threads: int | None = None) -> None:
         if batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {batch_size}")
         if cast_weights is None:
@@ -83,6 +91,9 @@ class Predictor:
         self.dtype = dtype
         self.batch_size = batch_size
         self.compiled = compile
+        config = getattr(model, "config", None)
+        small = config is not None and gmac_per_view(config) < SMALL_MODEL_GMAC
+        self.threads = threads if threads is not None else (1 if small and device.type == "cpu" else None)
         self._call = self.model
         if compile:
             mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs for fixed shapes
@@ -107,8 +118,23 @@ class Predictor:
         with torch.inference_mode(), self._autocast(), fused_kernels(not self.compiled):
             return self._call(clips).float().cpu()
 
+    @contextmanager
+    def _threads(self):
+        before = torch.get_num_threads()
+        if self.threads is not None and self.threads != before:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
     def logits(self, clips: torch.Tensor) -> torch.Tensor:
         """clips float [B, 3, T, H, W] -> logits float32 [B, num_classes] on the CPU."""
+        with self._threads():
+            return self._logits(clips)
+
+    def _logits(self, clips: torch.Tensor) -> torch.Tensor:
         out = []
         start = 0
         while start < clips.shape[0]:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ModelConfig", "UniFormerV2", "build_model", "fused_kernels", "fused_kernels_available"]
+__all__ = ["ModelConfig", "UniFormerV2", "build_model", "fused_kernels", "fused_kernels_available", "gmac_per_view"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,6 +140,27 @@ class ModelConfig:
     def lmhra_dim(self) -> int:
         """Bottleneck width of the local MHRA (official: int(C // dw_reduction))."""
         return int(self.width // self.dw_reduction)
+
+
+def gmac_per_view(config: ModelConfig) -> float:
+    """Multiply-accumulates of one forward pass per view (one clip), in 1e9.
+
+    Counts every matmul/conv: patch embedding, per backbone block 12*C^2 per token plus 2*L^2*C
+    per frame for attention, local MHRA convolutions, DPE (27 per patch and channel), the global
+    decoders and the head (LayerNorm, softmax and activations are not counted). Equals the
+    spec's table (B/16 8x224: 148.1, L/14 8x224: 665.6).
+    """
+    T, g, C, p = config.frames_inside, config.grid, config.width, config.patch_size
+    L = 1 + g * g
+    macs = T * g * g * C * 3 * p * p * (3 if config.temporal_downsample else 1)
+    block = T * L * 12 * C * C + 2 * T * L * L * C
+    if not config.no_lmhra:
+        r = config.lmhra_dim
+        block += (2 if config.double_lmhra else 1) * (2 * T * g * g * C * r + 3 * T * g * g * r)
+    macs += config.layers * block
+    hidden = round(config.mlp_factor * C)
+    macs += config.n_layers * (27 * T * g * g * C + 2 * C * C + 2 * T * L * C * C + 2 * T * L * C + 2 * C * hidden)
+    return (macs + C * config.num_classes) / 1e9
 
 
 # --------------------------------------------------------------------------------------------
