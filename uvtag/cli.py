@@ -441,4 +441,3 @@ from uvtag import cli_eval as _cli_eval  # noqa: E402,F401  (registers plot, eva
 from uvtag import cli_train as _cli_train  # noqa: E402,F401  (registers train, demo)
 from uvtag import cli_scale as _cli_scale  # noqa: E402,F401  (registers merge)
 from uvtag import cli_bench as _cli_bench  # noqa: E402,F401  (registers bench)
-from uvtag import cli_train as _cli_train  # noqa: E402,F401  (registers train, demo)
