@@ -56,6 +56,7 @@ def test_bench_runs_end_to_end_and_writes_json(tmp_path):
     e2e = {r["task"]: r for r in data["end_to_end"]}
     assert set(e2e) == {"classify", "batch", "localize"}
     assert e2e["batch"]["video_sec"] == pytest.approx(4.0, abs=0.1)  # two 2 s clips
+    assert e2e["classify"]["video_sec"] == pytest.approx(4.0, abs=0.1) and e2e["classify"]["clips"] == 2  # 1 view each
     assert e2e["localize"]["video_sec"] == pytest.approx(4.0, abs=0.1)
     assert e2e["localize"]["clips"] == 3  # 2 s windows every 1 s over 4 s
     for r in e2e.values():
