@@ -54,7 +54,7 @@ def test_bench_runs_end_to_end_and_writes_json(tmp_path):
     assert d["full_decode_fps"] > 0 and d["sliding_window_fps"] > 0 and d["sparse_clip_ms"] > 0
     assert "ffmpeg_cli_fps" in d
     e2e = {r["task"]: r for r in data["end_to_end"]}
-    assert set(e2e) == {"classify", "batch", "localize"}
+    assert set(e2e) == {"classify", "batch", "batch --no-isolate", "localize"}
     assert e2e["batch"]["video_sec"] == pytest.approx(4.0, abs=0.1)  # two 2 s clips
     assert e2e["classify"]["video_sec"] == pytest.approx(4.0, abs=0.1) and e2e["classify"]["clips"] == 2  # 1 view each
     assert e2e["localize"]["video_sec"] == pytest.approx(4.0, abs=0.1)

@@ -471,17 +471,21 @@ def bench_end_to_end(bm: BenchModel, videos: dict, *, device: torch.device, prec
         spans_per = len(clip_spans(base_info.duration_sec, tagger.default_clip_sec()))
         n_clips = spans_per * len(videos["clips"])
         model_s = _model_only(tagger.predictor, bm.checkpoint, n_clips, model_runs)
-        with tempfile.TemporaryDirectory() as tmp:
-            _reset_peaks(device)
-            t0 = time.perf_counter()
-            with BatchWriter.open(Path(tmp) / "out.jsonl", "jsonl") as writer:
-                summary = run_batch(tagger, [str(p) for p in videos["clips"]], writer)
-            wall = time.perf_counter() - t0
-        if summary.failures:
-            raise UvtagError(f"bench batch: {summary.failures[0].error}")
-        rows.append(_e2e_row("batch", tagger, base_info.duration_sec * len(videos["clips"]),
-                             base_info.num_frames * len(videos["clips"]), n_clips, wall, model_s))
-        log(f"  e2e batch {bm.name}: {rows[-1]['x_realtime']}x realtime")
+        for isolate in (True, False):  # the CLI decodes in a child process per video by default
+            tagger.isolate = isolate
+            with tempfile.TemporaryDirectory() as tmp:
+                _reset_peaks(device)
+                t0 = time.perf_counter()
+                with BatchWriter.open(Path(tmp) / "out.jsonl", "jsonl") as writer:
+                    summary = run_batch(tagger, [str(p) for p in videos["clips"]], writer)
+                wall = time.perf_counter() - t0
+            if summary.failures:
+                raise UvtagError(f"bench batch: {summary.failures[0].error}")
+            rows.append(_e2e_row("batch" if isolate else "batch --no-isolate", tagger,
+                                 base_info.duration_sec * len(videos["clips"]),
+                                 base_info.num_frames * len(videos["clips"]), n_clips, wall, model_s))
+            log(f"  e2e {rows[-1]['task']} {bm.name}: {rows[-1]['x_realtime']}x realtime")
+        tagger.isolate = False
     if "localize" in tasks:
         n_clips = len(window_spans(long_info.duration_sec, window_sec, stride_sec))
         model_s = _model_only(tagger.predictor, bm.checkpoint, n_clips, model_runs)
