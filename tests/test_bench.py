@@ -35,20 +35,22 @@ def test_bench_runs_end_to_end_and_writes_json(tmp_path):
     md = tmp_path / "bench.md"
     result = runner.invoke(app, TINY_ARGS + ["--dir", str(tmp_path / "videos"), "--json", str(out),
                                              "--markdown", str(md), "--precision", "fp32", "--precision", "bf16",
-                                             "--engine", "fused", "--engine", "reference"])
+                                             "--engine", "fused", "--engine", "reference", "--engine", "autocast"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["schema"] == "uvtag-bench/1"
     assert {"date", "cpu", "cores", "torch", "device", "load_average"} <= set(data["machine"])
     assert set(data["peak_gflops"]) == {"fp32", "bf16"} and all(v > 0 for v in data["peak_gflops"].values())
     rows = data["model"]
-    assert {(r["precision"], r["engine"]) for r in rows} == {(p, e) for p in ("fp32", "bf16") for e in ("fused", "reference")}
+    assert {(r["precision"], r["engine"]) for r in rows} == (
+        {(p, e) for p in ("fp32", "bf16") for e in ("fused", "reference")} | {("bf16", "autocast")})  # no fp32 autocast
     for r in rows:
         assert r["arch"] == "tiny" and r["batch"] == 2 and len(r["times_s"]) == 1
         assert r["clips_per_s"] == pytest.approx(2 / r["median_s"], rel=0.01)
         assert r["gflops"] == pytest.approx(r["clips_per_s"] * 2 * r["gmac_per_view"], rel=0.01)
         assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / data["peak_gflops"][r["precision"]], rel=0.02)
-    assert [r["weights"] for r in rows if r["precision"] == "bf16"] == ["bf16", "bf16"]
+    assert {r["engine"]: r["weights"] for r in rows if r["precision"] == "bf16"} == {
+        "fused": "bfloat16", "reference": "bfloat16", "autocast": "float32"}
     d = data["decode"]
     assert d["frames"] == 120 and d["height"] == 72  # the long file: two 2 s clips
     assert d["full_decode_fps"] > 0 and d["sliding_window_fps"] > 0 and d["sparse_clip_ms"] > 0

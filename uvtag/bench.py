@@ -43,7 +43,7 @@ from uvtag.results import Failure
 
 SCHEMA = "uvtag-bench/1"
 DEFAULT_ARCHS = ("k400_k710_uniformerv2_b16_8x224", "motion-tiny")
-ENGINES = ("fused", "reference", "compile")
+ENGINES = ("fused", "reference", "autocast", "compile")
 Log = Callable[[str], None]
 
 
@@ -246,7 +246,10 @@ def bench_forward(bm: BenchModel, *, device: torch.device, precision: str, batch
         raise UsageError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     cfg = bm.config
     dtype = pick_dtype(device, precision)
-    predictor = Predictor(bm.fresh_model(), device, dtype, batch, compile=engine == "compile")
+    if engine == "autocast" and dtype == torch.float32:
+        raise UsageError("the autocast engine needs --precision bf16 or fp16")
+    predictor = Predictor(bm.fresh_model(), device, dtype, batch, compile=engine == "compile",
+                          cast_weights=False if engine == "autocast" else None)
     clips = torch.randn(batch, 3, cfg.t_size, cfg.input_resolution, cfg.input_resolution)
     t_first = time.perf_counter()
     with fused_kernels(engine != "reference"):
@@ -257,10 +260,10 @@ def bench_forward(bm: BenchModel, *, device: torch.device, precision: str, batch
     gflops = batch * 2 * gmac / med
     key = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     peak = (peaks or {}).get(key)
+    weights = str(next(predictor.model.parameters()).dtype).removeprefix("torch.")
     del predictor
     return {
-        "arch": bm.name, "precision": key, "batch": batch, "engine": engine,
-        "weights": "bf16" if dtype != torch.float32 and device.type == "cpu" else "fp32",
+        "arch": bm.name, "precision": key, "batch": batch, "engine": engine, "weights": weights,
         "gmac_per_view": float(f"{gmac:.5g}"), "median_s": float(f"{med:.4g}"), "times_s": [round(t, 4) for t in times],
         "first_call_s": round(t_first, 2), "clips_per_s": float(f"{batch / med:.4g}"), "gflops": float(f"{gflops:.4g}"),
         "fraction_of_peak": round(gflops / peak, 3) if peak else None,
@@ -561,6 +564,8 @@ def run_suite(opts: BenchOptions, log: Log = lambda s: None) -> dict:
         for p in precisions:
             for b in opts.batch_sizes:
                 for engine in opts.engines:
+                    if engine == "autocast" and p == "fp32":
+                        continue  # autocast is a low-precision engine
                     try:
                         row = bench_forward(bm, device=device, precision=p, batch=b, engine=engine, runs=opts.runs,
                                             warmup=opts.warmup, peaks=result["peak_gflops"])
