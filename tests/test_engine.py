@@ -159,3 +159,14 @@ def test_small_models_run_single_threaded_and_restore_threads():
     seen.clear()
     Predictor(model, CPU, batch_size=2, threads=before).logits(io["input"])
     assert seen == [before]
+
+
+def test_predictor_respects_the_callers_switch(fused_calls):
+    model, io = _load("tiny_k400like_t8")
+    predictor = Predictor(model, CPU)
+    with fused_kernels(False):
+        reference = predictor.logits(io["input"])
+    assert fused_calls["n"] == 0
+    fused = predictor.logits(io["input"])
+    assert fused_calls["n"] > 0
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)

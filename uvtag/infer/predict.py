@@ -114,8 +114,9 @@ class Predictor:
 
     def _forward(self, clips: torch.Tensor) -> torch.Tensor:
         clips = self._to_device(clips)
-        # compiled graphs are traced through the reference path and fused by Inductor instead
-        with torch.inference_mode(), self._autocast(), fused_kernels(not self.compiled):
+        # compiled graphs are traced through the reference path and fused by Inductor instead;
+        # otherwise the caller's `fused_kernels` setting stands
+        with torch.inference_mode(), self._autocast(), fused_kernels(False) if self.compiled else nullcontext():
             return self._call(clips).float().cpu()
 
     @contextmanager
