@@ -221,7 +221,7 @@ class SyntheticMotion:
 
         key = (self.seed, index) if rng is None else (self.seed, epoch, index)
         # training mixes clean and cluttered scenes: clean ones teach motion first, cluttered ones robustness
-        clutter = 1.0 if rng is None else float(rng.uniform(0.0, 1.0) ** 0.5)
+        clutter = 1.0 if rng is None else float(rng.uniform(0.0, 1.0))
         scene = synth.random_clip(synth.clip_rng(self.split, *key), self.labels[self.label(index)], self.ranges, clutter)
         if rng is None:
             indices = sample_span_indices(0, scene.num_frames, num)
