@@ -19,7 +19,7 @@ from uvtag.model.zoo import (
     get_checkpoint,
 )
 
-ENTRIES = list(CHECKPOINTS.values())
+ENTRIES = [c for c in CHECKPOINTS.values() if c.layout != "uvtag"]  # released files only; bundled models: test_demo
 OFFICIAL = [c for c in ENTRIES if c.layout == "official"]
 MMACTION2 = [c for c in ENTRIES if c.layout == "mmaction2"]
 
@@ -35,7 +35,8 @@ def test_counts_per_dataset_match_model_zoo_table():
     }
     assert available_models() == list(CHECKPOINTS)
     assert available_models("official") == [c.name for c in OFFICIAL]
-    assert len(set(available_models())) == len(ENTRIES)
+    assert len(set(available_models())) == len(ENTRIES) + len(available_models("uvtag"))
+    assert available_models("uvtag") == ["motion-tiny"]
 
 
 @pytest.mark.parametrize("c", ENTRIES, ids=lambda c: c.name)
@@ -127,7 +128,7 @@ def test_unknown_name_suggests_close_matches():
         get_checkpoint("k400_uniformerv2_b16_8x22")
     message = str(info.value)
     assert message.startswith("unknown model 'k400_uniformerv2_b16_8x22'; closest known names: k400_uniformerv2_b16_8x224, ")
-    assert "72 known names" in message and "\n" not in message
+    assert f"{len(CHECKPOINTS)} known names" in message and "\n" not in message
     assert info.value.exit_code == 2
     with pytest.raises(UnknownModelError, match=r"unknown model 'resnet50'; closest known names: k710_uniformerv2_b16_8x224"):
         get_checkpoint("resnet50")

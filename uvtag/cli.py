@@ -383,7 +383,8 @@ def models(
     table = Table(title="UniFormerV2 checkpoints (official test protocol)", title_justify="left")
     for col in ("name", "dataset", "backbone", "frames", "views", "top-1", "GMAC/view", "on disk"):
         table.add_column(col, justify="right" if col in ("frames", "views", "top-1", "GMAC/view") else "left")
-    for name in available_models(None if all_layouts else "official"):
+    shown = available_models() if all_layouts else available_models("official") + available_models("uvtag")
+    for name in shown:
         c = get_checkpoint(name)
         top1 = f"{c.top1:.1f}" if c.top1 is not None else "-"
         on_disk = "yes" if local_file(c, cache_dir) else ""

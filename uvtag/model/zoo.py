@@ -57,7 +57,7 @@ class Checkpoint:
     urls: tuple[str, ...]  # every known location, tried in order
     sha256: str | None = None  # full hex digest where known
     sha256_prefix: str | None = None  # MMAction2 names carry the first 8 hex digits
-    layout: str = "official"  # "official" (bare backbone.* state dict) or "mmaction2"
+    layout: str = "official"  # "official" (bare backbone.* state dict), "mmaction2" or "uvtag" (bundled)
     mean: tuple[float, float, float] = KINETICS_MEAN
     std: tuple[float, float, float] = KINETICS_STD
     channel_order: str = "RGB"  # "BGR" for Something-Something (trained on cv2-decoded frames)
@@ -341,11 +341,41 @@ def _mmaction2(path: str, twin: Checkpoint, converted: bool) -> Checkpoint:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Models trained by uvtag and shipped in the repository's weights/ folder (uvtag format)
+
+
+def motion_tiny_config() -> ModelConfig:
+    """The bundled synthetic-motion model: full design (double local MHRA, temporal downsampling,
+    3 global blocks) at 64 px, patch 8, width 96, 5 blocks, 8 frames, 9 classes."""
+    return ModelConfig(
+        input_resolution=64, patch_size=8, width=96, layers=5, heads=4, t_size=8, temporal_downsample=True,
+        no_lmhra=False, double_lmhra=True, dw_reduction=1.5, return_list=(2, 3, 4), n_layers=3, n_dim=96,
+        n_head=4, num_classes=9, mlp_dropout=(0.1,) * 3, cls_dropout=0.1,
+    )
+
+
+def _bundled_entries() -> list[Checkpoint]:
+    return [
+        Checkpoint(
+            name="motion-tiny", dataset="synthetic motion", backbone="tiny (w96, p8, 64 px)", pretrain="none",
+            config=motion_tiny_config(), labels="motion", num_frames=8, input_size=64, num_clips=1, num_crops=3,
+            filename="motion-tiny.pt", urls=(), layout="uvtag", top1=MOTION_TINY_TOP1, gmac_per_view=0.2,
+            notes="trained by `uvtag train synthetic:motion` on 2 CPU cores; see weights/MOTION_TINY.md",
+        ),
+    ]
+
+
+MOTION_TINY_TOP1 = None  # measured on 300 fresh encoded clips, see weights/MOTION_TINY.md
+
+
 def _build_zoo() -> dict[str, Checkpoint]:
     official = {c.name: c for c in _official_entries()}
     mm = [_mmaction2(path, official[twin], conv) for path, twin, conv in _mm_files()]
     zoo = dict(official)
     for c in mm:
+        zoo[c.name] = c
+    for c in _bundled_entries():
         zoo[c.name] = c
     return zoo
 
@@ -354,7 +384,7 @@ CHECKPOINTS: dict[str, Checkpoint] = _build_zoo()
 
 
 def available_models(layout: str | None = None) -> list[str]:
-    """Zoo names in table order; `layout` ("official" / "mmaction2") filters."""
+    """Zoo names in table order; `layout` ("official" / "mmaction2" / "uvtag") filters."""
     return [n for n, c in CHECKPOINTS.items() if layout is None or c.layout == layout]
 
 
