@@ -177,3 +177,9 @@ def test_isolated_reader_has_the_reader_api(videos):
         with pytest.raises(VideoError, match="out of range"):
             r.get_frames([99])
         assert r.get_frames([3]).shape == (1, 96, 72, 3)  # a request error does not end the worker
+
+
+def test_worker_startup_is_not_cut_by_a_short_request_timeout(videos):
+    """Starting the worker (a new interpreter + imports) takes far more than 50 ms; only requests use the short timeout."""
+    with IsolatedReader(videos["h264"], timeout_sec=0.05) as r:
+        assert r.info.num_frames == 40

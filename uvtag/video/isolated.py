@@ -24,6 +24,7 @@ from uvtag.errors import VideoError
 from uvtag.results import VideoInfo
 
 DEFAULT_TIMEOUT_SEC = 60.0  # per request (open, one get_frames call, or one streamed frame)
+STARTUP_TIMEOUT_SEC = 30.0  # the first answer also waits for a new interpreter and its imports (slow on a loaded machine)
 
 
 def _inject(fault: str | None) -> None:
@@ -95,29 +96,30 @@ class IsolatedReader:
         self._proc.start()
         child.close()
         try:
-            self.info: VideoInfo = self._receive()
+            self.info: VideoInfo = self._receive(max(self.timeout_sec, STARTUP_TIMEOUT_SEC))
         except VideoError:
             self.close()
             raise
 
-    def _receive(self):
+    def _receive(self, timeout_sec: float | None = None):
         """Wait for one answer from the worker; turn death, silence and errors into VideoError."""
         if self._proc is None:
             raise VideoError(f"{self.path}: reader is closed")
+        wait = self.timeout_sec if timeout_sec is None else timeout_sec
         try:
-            ready = self._conn.poll(self.timeout_sec)
+            ready = self._conn.poll(wait)
             answer = self._conn.recv() if ready else None
         except (EOFError, OSError):
             answer, ready = None, True
         if answer is None:
-            reason = self._worker_failed(timed_out=not ready)
+            reason = self._worker_failed(timed_out=not ready, waited_sec=wait)
             raise VideoError(f"{self.path}: {reason}")
         status, value = answer
         if status == "err":
             raise VideoError(value)
         return answer if status == "item" else value
 
-    def _worker_failed(self, timed_out: bool) -> str:
+    def _worker_failed(self, timed_out: bool, waited_sec: float | None = None) -> str:
         """Kill and reap the worker; describe what happened in a few words."""
         proc, self._proc = self._proc, None
         if timed_out:
@@ -125,7 +127,7 @@ class IsolatedReader:
         proc.join(5)
         self._conn.close()
         if timed_out:
-            return f"decoder timed out after {self.timeout_sec:g} s"
+            return f"decoder timed out after {waited_sec or self.timeout_sec:g} s"
         code = proc.exitcode
         if code is not None and code < 0:
             return f"decoder crashed (signal {-code}, {signal.Signals(-code).name})"
