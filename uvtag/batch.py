@@ -34,6 +34,19 @@ class BatchSummary:
     failures: list[Failure] = field(default_factory=list)
     video_sec: float = 0.0  # seconds of video tagged
 
+    def record(self, writer: BatchWriter, path: str, result: VideoPrediction | Failure,
+               on_video: Callable[[str, VideoPrediction | Failure | None], None] | None = None) -> None:
+        """Write one finished video (or its failure) to disk, count it, and report it."""
+        if isinstance(result, Failure):
+            writer.write_failure(result)
+            self.failures.append(result)
+        else:
+            writer.write_video(result)
+            self.done += 1
+            self.video_sec += result.info.duration_sec
+        if on_video:
+            on_video(path, result)
+
 
 @dataclass
 class _Video:
@@ -91,15 +104,7 @@ def run_batch(tagger: Tagger, paths: Sequence[str | Path], writer: BatchWriter, 
     pending: list[tuple[str, int, torch.Tensor]] = []
 
     def finish(path: str, result: VideoPrediction | Failure) -> None:
-        if isinstance(result, Failure):
-            writer.write_failure(result)
-            summary.failures.append(result)
-        else:
-            writer.write_video(result)
-            summary.done += 1
-            summary.video_sec += result.info.duration_sec
-        if on_video:
-            on_video(path, result)
+        summary.record(writer, path, result, on_video)
 
     def flush_ready() -> None:
         for path in [p for p, v in videos.items() if v.ended and v.remaining == 0]:

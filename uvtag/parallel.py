@@ -215,15 +215,7 @@ def run_parallel(factory: TaggerFactory, devices: Sequence[str], paths: Sequence
         return summary
 
     def finish(path: str, result: VideoPrediction | Failure) -> None:
-        if isinstance(result, Failure):
-            writer.write_failure(result)
-            summary.failures.append(result)
-        else:
-            writer.write_video(result)
-            summary.done += 1
-            summary.video_sec += result.info.duration_sec
-        if on_video:
-            on_video(path, result)
+        summary.record(writer, path, result, on_video)
 
     pool = _Pool(factory, devices[: len(queue)], dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top))
     try:

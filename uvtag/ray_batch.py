@@ -200,15 +200,7 @@ def _stream(ray: Any, factory: Callable[[str], Any], todo: list[str], writer: Ba
                 continue
             result = pickle.loads(row["result"])
             written.add(path)
-            if isinstance(result, Failure):
-                writer.write_failure(result)
-                summary.failures.append(result)
-            else:
-                writer.write_video(result)
-                summary.done += 1
-                summary.video_sec += result.info.duration_sec
-            if on_video:
-                on_video(path, result)
+            summary.record(writer, path, result, on_video)
     except (UvtagError, KeyboardInterrupt):
         raise
     except Exception as e:  # Ray's wrappers: report the root cause in one line
