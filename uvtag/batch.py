@@ -58,6 +58,23 @@ class _Video:
     ended: bool = False
 
 
+def skip_completed(paths: Sequence[str | Path], writer: BatchWriter,
+                   on_video: Callable[[str, VideoPrediction | Failure | None], None] | None = None
+                   ) -> tuple[BatchSummary, list[str]]:
+    """A fresh summary counting the videos `writer` already holds (reported with None), and the rest in order, once each."""
+    done_before = writer.completed()
+    summary = BatchSummary(total=len(paths))
+    todo: dict[str, None] = {}
+    for p in map(str, paths):
+        if p in done_before:
+            summary.skipped += 1
+            if on_video:
+                on_video(p, None)
+        else:
+            todo[p] = None
+    return summary, list(todo)
+
+
 def _failure(path: str, error: BaseException) -> Failure:
     message = str(error) if isinstance(error, UvtagError) else f"{path}: {type(error).__name__}: {error}"
     return Failure(path, message.splitlines()[0] if message else type(error).__name__, type(error).__name__)
@@ -91,15 +108,7 @@ def run_batch(tagger: Tagger, paths: Sequence[str | Path], writer: BatchWriter, 
         top: labels per clip and per video.
         on_video: called after each video with its result (None when skipped), e.g. for progress.
     """
-    todo = [str(p) for p in paths]
-    done_before = writer.completed()
-    summary = BatchSummary(total=len(todo))
-    for p in todo:
-        if p in done_before:
-            summary.skipped += 1
-            if on_video:
-                on_video(p, None)
-    todo = [p for p in todo if p not in done_before]
+    summary, todo = skip_completed(paths, writer, on_video)
     videos: dict[str, _Video] = {}
     pending: list[tuple[str, int, torch.Tensor]] = []
 

@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from uvtag.batch import BatchSummary, _failure
+from uvtag.batch import BatchSummary, _failure, skip_completed
 from uvtag.errors import UsageError, UvtagError
 from uvtag.results import Failure, VideoPrediction
 from uvtag.writers import BatchWriter
@@ -201,16 +201,8 @@ def run_parallel(factory: TaggerFactory, devices: Sequence[str], paths: Sequence
     """
     if not devices:
         raise UsageError("run_parallel needs at least one device")
-    done_before = writer.completed()
-    summary = BatchSummary(total=len(paths))
-    queue: deque[tuple[str, int]] = deque()
-    for p in map(str, paths):
-        if p in done_before:
-            summary.skipped += 1
-            if on_video:
-                on_video(p, None)
-        else:
-            queue.append((p, 0))
+    summary, todo = skip_completed(paths, writer, on_video)
+    queue: deque[tuple[str, int]] = deque((p, 0) for p in todo)
     if not queue:
         return summary
 

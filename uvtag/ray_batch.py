@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from uvtag.batch import BatchSummary, _failure
+from uvtag.batch import BatchSummary, _failure, skip_completed
 from uvtag.errors import UsageError, UvtagError
 from uvtag.results import Failure, VideoPrediction
 from uvtag.writers import BatchWriter
@@ -152,16 +152,7 @@ def run_ray(factory: Callable[[str], Any], paths: Sequence[str | Path], writer: 
         not be loaded in the actors); the videos written so far stay written.
     """
     ray = _import_ray()
-    done_before = writer.completed()
-    summary = BatchSummary(total=len(paths))
-    todo: dict[str, None] = {}  # ordered, each path once
-    for p in map(str, paths):
-        if p in done_before:
-            summary.skipped += 1
-            if on_video:
-                on_video(p, None)
-        else:
-            todo[p] = None
+    summary, todo = skip_completed(paths, writer, on_video)
     if not todo:
         return summary
     started_here = not ray.is_initialized()
