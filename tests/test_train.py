@@ -212,6 +212,20 @@ def test_init_from_a_zoo_model_keeps_the_backbone_and_renews_the_head(tmp_path, 
     assert torch.allclose(source.state_dict()[key], tuned.state_dict[key], atol=1e-6)  # lr 1e-9: backbone kept
 
 
+def test_init_from_a_zoo_model_of_the_same_classes_keeps_its_head():
+    """Continued training (`--init motion-tiny` on synthetic:motion) starts from the whole model."""
+    from uvtag.model.zoo import motion_tiny_config
+    from uvtag.train.init import init_model
+
+    bundled = read_checkpoint(Path(__file__).resolve().parents[1] / "weights" / "motion-tiny.pt").state_dict
+    head, key = "backbone.transformer.proj.2.weight", "backbone.transformer.resblocks.0.attn.in_proj_weight"
+    kept = init_model(motion_tiny_config(), "motion-tiny", "tiny", offline=True, labels=synth.MOTION_CLASSES).state_dict()
+    assert torch.equal(kept[head], bundled[head]) and torch.equal(kept[key], bundled[key])
+    other = tuple(reversed(synth.MOTION_CLASSES))  # same names, another order: a new head
+    renewed = init_model(motion_tiny_config(), "motion-tiny", "tiny", offline=True, labels=other).state_dict()
+    assert not torch.equal(renewed[head], bundled[head]) and torch.equal(renewed[key], bundled[key])
+
+
 _SYNTH_TINY = ["--train-size", "24", "--val-size", "9", "--init", "random", "--dropout", "0.2"]
 
 

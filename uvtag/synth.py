@@ -68,7 +68,7 @@ class MotionRanges:
     """How much each action moves over its whole duration (uniform in these ranges)."""
 
     travel: tuple[float, float] = (0.35, 0.6)  # translation, as a fraction of the frame side it crosses
-    turn_deg: tuple[float, float] = (90.0, 300.0)  # rotation
+    turn_deg: tuple[float, float] = (90.0, 270.0)  # rotation (<= 34 degrees between 8 sampled frames)
     zoom: tuple[float, float] = (1.8, 2.6)  # growth factor (shrinking uses its inverse)
     duration_sec: tuple[float, float] = (1.5, 5.0)
     fps: tuple[int, int] = (10, 60)
@@ -78,7 +78,7 @@ class MotionRanges:
 
 STRICT = MotionRanges()  # the dataset as specified (tests, demo)
 # training also sees the smaller amounts a 2 s localize window covers (half of a 4 s action)
-TRAINING = MotionRanges(travel=(0.17, 0.7), turn_deg=(45.0, 320.0), zoom=(1.33, 2.8), duration_sec=(1.0, 5.0),
+TRAINING = MotionRanges(travel=(0.17, 0.7), turn_deg=(45.0, 280.0), zoom=(1.33, 2.8), duration_sec=(1.0, 5.0),
                         short_side=(64, 288))  # smaller canvases: cheaper to draw, same 64 px input
 
 
@@ -264,11 +264,13 @@ def _shape_mask(rng: np.random.Generator, kind: str) -> np.ndarray:
         axes = (int(r), int(r * rng.uniform(0.4, 0.75)))
         cv2.ellipse(mask, (int(c), int(c)), axes, 0, 0, 360, 255, -1)
     elif kind == "star":
-        n = int(rng.integers(4, 8))
-        inner = rng.uniform(0.35, 0.6)
+        # 3 or 4 arms, one of them clearly longer: turns of up to 45 degrees between sampled frames
+        # stay unambiguous (a 6-arm star turned 40 degrees looks like one turned 20 degrees back)
+        n = int(rng.integers(3, 5))
+        inner = rng.uniform(0.35, 0.55)
         angles = np.arange(2 * n) * math.pi / n + rng.uniform(0, math.pi)
-        radii = np.where(np.arange(2 * n) % 2 == 0, r, r * inner)
-        radii[0] *= 1.0 if rng.random() < 0.5 else 0.8  # one arm differs
+        radii = np.where(np.arange(2 * n) % 2 == 0, 0.7 * r, 0.7 * r * inner)
+        radii[0] = r  # the long arm
         pts = np.stack([c + radii * np.cos(angles), c + radii * np.sin(angles)], 1)
         cv2.fillPoly(mask, [pts.astype(np.int32)], 255)
     else:  # letter
@@ -302,7 +304,7 @@ def _sprite(rng: np.random.Generator, background: np.ndarray) -> tuple[np.ndarra
         rgb[(np.arange(SPRITE) // band) % 2 == 1] = second
     if kind in ("ellipse", "star") or rng.random() < 0.3:  # an off-centre marker dot
         dot = np.where(colour > 127, 0.0, 255.0)
-        cv2.circle(rgb, (int(SPRITE * 0.68), int(SPRITE * 0.5)), int(SPRITE * 0.09), dot.tolist(), -1)
+        cv2.circle(rgb, (int(SPRITE * 0.68), int(SPRITE * 0.5)), int(SPRITE * 0.12), dot.tolist(), -1)
     if rng.random() < 0.6:  # an outline
         edge = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((9, 9), np.uint8)) > 0
         rgb[edge] = 0.0 if colour.mean() > 110 else 255.0

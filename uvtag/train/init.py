@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dataclasses
 
 import torch
@@ -101,22 +103,29 @@ def _load_clip(model: UniFormerV2, arch: str) -> None:
     model.load_state_dict(mapped, strict=False)
 
 
-def _load_zoo(model: UniFormerV2, name: str, offline: bool | None) -> None:
+def _load_zoo(model: UniFormerV2, name: str, offline: bool | None, labels: Sequence[str] | None) -> None:
+    """Load zoo weights `name`; its classifier too when its classes are `labels` (same order)."""
     from uvtag.model.weights import load_model
     from uvtag.model.zoo import get_checkpoint
 
-    source, _labels = load_model(get_checkpoint(name), offline=offline)
-    state = {k: v for k, v in source.state_dict().items() if not k.startswith("backbone.transformer.proj.2.")}
+    source, source_labels = load_model(get_checkpoint(name), offline=offline)
+    keep_head = labels is not None and tuple(source_labels) == tuple(labels)
+    state = {k: v for k, v in source.state_dict().items() if keep_head or not k.startswith("backbone.transformer.proj.2.")}
     model.load_state_dict(state, strict=False)
 
 
-def init_model(config: ModelConfig, init: str, arch: str, *, offline: bool | None = None) -> UniFormerV2:
-    """A model for training: `init` is "random", "clip" or a zoo name (its config must match)."""
+def init_model(config: ModelConfig, init: str, arch: str, *, offline: bool | None = None,
+               labels: Sequence[str] | None = None) -> UniFormerV2:
+    """A model for training: `init` is "random", "clip" or a zoo name (its config must match).
+
+    A zoo model keeps its classifier when it was trained on exactly `labels` (continued training);
+    otherwise the head starts fresh.
+    """
     model = build_model(config)
     if init == "clip":
         _load_clip(model, arch)
     elif init != "random":
-        _load_zoo(model, init, offline)
+        _load_zoo(model, init, offline, labels)
     return model
 
 

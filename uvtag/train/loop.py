@@ -282,7 +282,7 @@ def train(settings: TrainSettings, *, resume: bool = False, progress: bool = Tru
         raise UsageError(f"--flip must be auto, on or off, got {s.flip!r}")
     torch.manual_seed(s.seed)
     config = _config(s, len(labels))
-    model = init_model(config, s.init, s.arch).to(device)
+    model = init_model(config, s.init, s.arch, labels=labels).to(device)
     pre = Preprocess(frames=config.t_size, size=config.input_resolution, crop_scale=(s.crop_scale, 1.0), flip=flip, jpeg_prob=s.jpeg)
     train_ds = ClipDataset(train_src, pre, True, s.seed)
     val_ds = ClipDataset(val_src, pre, False, s.seed) if val_src is not None else None
