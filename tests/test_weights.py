@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from uvtag.errors import CheckpointError, ChecksumError, DownloadError, OfflineError, UnknownModelError
-from uvtag.model import weights
-from uvtag.model.weights import cache_dir, local_file, resolve, sha256_file
+from uvtag.model import download
+from uvtag.model.download import cache_dir, local_file, resolve, sha256_file
 from uvtag.model.zoo import get_checkpoint
 
 PAYLOAD = os.urandom(300_000) + b"end"  # stands in for a .pyth file
@@ -93,7 +93,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("UVTAG_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("UVTAG_OFFLINE", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(weights, "weights_dirs", lambda: [tmp_path / "weights"])
+    monkeypatch.setattr(download, "weights_dirs", lambda: [tmp_path / "weights"])
 
 
 def _closed_port_url(path: str = "/x.pyth") -> str:
@@ -291,8 +291,8 @@ def test_weights_folder_lookup_by_official_and_mirror_names(tmp_path):
 def test_default_weights_dirs_include_repo_and_cwd(tmp_path, monkeypatch):
     monkeypatch.undo()  # the real weights_dirs
     monkeypatch.chdir(tmp_path)
-    dirs = weights.weights_dirs()
-    assert dirs[0] == Path(weights.__file__).resolve().parents[2] / "weights"
+    dirs = download.weights_dirs()
+    assert dirs[0] == Path(download.__file__).resolve().parents[2] / "weights"
     assert dirs[-1] == tmp_path / "weights"
 
 
@@ -335,10 +335,10 @@ def test_a_file_without_download_location_says_where_it_belongs(tmp_path, monkey
     import dataclasses
 
     from uvtag.errors import OfflineError
-    from uvtag.model import weights
+    from uvtag.model import download
     from uvtag.model.zoo import get_checkpoint
 
-    monkeypatch.setattr(weights, "weights_dirs", lambda: [tmp_path / "weights"])
+    monkeypatch.setattr(download, "weights_dirs", lambda: [tmp_path / "weights"])
     local_only = dataclasses.replace(get_checkpoint("mit_uniformerv2_b16_8x224"), urls=(), filename="bundled.pt")
     with pytest.raises(OfflineError, match=f"put bundled.pt at {tmp_path / 'weights' / 'bundled.pt'}"):
         resolve(local_only, tmp_path / "cache", offline=False)

@@ -377,7 +377,7 @@ def models(
     all_layouts: Annotated[bool, typer.Option("--all", help="Also list MMAction2's re-hosted files.")] = False,
 ) -> None:
     """The model zoo: dataset, backbone, frames, views, top-1, compute, and whether it is on disk."""
-    from uvtag.model.weights import local_file
+    from uvtag.model.download import local_file
     from uvtag.model.zoo import available_models, get_checkpoint
 
     table = Table(title="UniFormerV2 checkpoints (official test protocol)", title_justify="left")
@@ -399,7 +399,7 @@ def download(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Download checkpoints into the cache (resumable, checksum-verified)."""
-    from uvtag.model.weights import resolve
+    from uvtag.model.download import resolve
     from uvtag.model.zoo import get_checkpoint
 
     def body() -> int:

@@ -50,8 +50,8 @@ def _decoders() -> list[Check]:
 
 
 def _cache(cache_dir: str | Path | None) -> list[Check]:
-    from uvtag.model.weights import cache_dir as resolve_cache
-    from uvtag.model.weights import local_file
+    from uvtag.model.download import cache_dir as resolve_cache
+    from uvtag.model.download import local_file
     from uvtag.model.zoo import available_models, get_checkpoint
 
     root = resolve_cache(cache_dir)

@@ -56,7 +56,7 @@ class ModelSpec:
         file; call this in the parent first. A file path or an unknown name is left to the workers.
         """
         from uvtag.errors import UnknownModelError
-        from uvtag.model.weights import resolve
+        from uvtag.model.download import resolve
         from uvtag.model.zoo import get_checkpoint
 
         if Path(self.model).expanduser().exists():

@@ -242,7 +242,7 @@ def load(model: str | Path = DEFAULT_MODEL, *, arch: str | None = None, device: 
         device: "auto", "cpu", "cuda", "cuda:N".
         precision: "auto" (fp32 on CPU, bf16/fp16 on CUDA), "fp32", "bf16", "fp16".
         batch_size: clips per forward pass (default 2 on CPU, 8 on CUDA).
-        cache_dir, offline, progress: where and whether to download (see `uvtag.model.weights`).
+        cache_dir, offline, progress: where and whether to download (see `uvtag.model.download`).
         backend: force a video backend.
         isolate: decode in a child process per video (a crashing decoder costs one video).
     """

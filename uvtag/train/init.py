@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import dataclasses
 
-import torch
 from torch import Tensor
 
 from uvtag.errors import UsageError
