@@ -9,7 +9,7 @@ import pytest
 import uvtag
 from uvtag.batch import run_batch
 from uvtag.video.isolated import IsolatedReader
-from uvtag.writers import BatchWriter
+from uvtag.batch_writer import BatchWriter
 from videogen import write_video
 
 

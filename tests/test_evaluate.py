@@ -14,7 +14,8 @@ from uvtag.cli import app
 from uvtag.errors import UsageError
 from uvtag.evaluate import Detection, GroundTruthSegment, PredictedLabels
 from uvtag.results import Failure, LabelScore, VideoInfo, VideoPrediction
-from uvtag.writers import BatchWriter, write_classification
+from uvtag.batch_writer import BatchWriter
+from uvtag.writers import write_classification
 
 runner = CliRunner()
 

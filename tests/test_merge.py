@@ -15,7 +15,7 @@ from uvtag.merge import merge_outputs, read_batch_file
 from uvtag.results import Failure
 from uvtag.shard import select_shard
 from uvtag.video.files import find_videos
-from uvtag.writers import BatchWriter
+from uvtag.batch_writer import BatchWriter
 from videogen import write_video
 
 FORMATS = ("csv", "jsonl", "json")

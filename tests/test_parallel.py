@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from uvtag.batch import run_batch
 from uvtag.errors import UsageError, UvtagError
 from uvtag.parallel import ModelSpec, plan_devices, run_parallel
-from uvtag.writers import BatchWriter
+from uvtag.batch_writer import BatchWriter
 from videogen import write_video
 
 

@@ -130,7 +130,7 @@ def test_a_killed_actor_is_retried_and_nothing_is_written_twice(ray_local, tiny_
     from uvtag.batch import run_batch
     from uvtag.ray_batch import run_ray
     from uvtag.video.files import find_videos
-    from uvtag.writers import BatchWriter
+    from uvtag.batch_writer import BatchWriter
 
     paths = [str(p) for p in find_videos([folder])]
     once, always = paths[1], paths[2]

@@ -21,14 +21,12 @@ from uvtag.results import (
     VideoInfo,
     VideoPrediction,
 )
+from uvtag.batch_writer import BATCH_CSV_COLUMNS, BATCH_FORMATS, BatchWriter
 from uvtag.writers import (
-    BATCH_CSV_COLUMNS,
-    BATCH_FORMATS,
     CLASSIFY_CSV_COLUMNS,
     CLASSIFY_WRITERS,
     LOCALIZE_CSV_COLUMNS,
     LOCALIZE_WRITERS,
-    BatchWriter,
     format_from_path,
     subtitle_cues,
     write_classification,
@@ -410,7 +408,7 @@ def test_non_utf8_path_survives_resume(tmp_path: Path, fmt: str) -> None:
 _CHILD = """
 import sys
 from tests.test_writers import prediction
-from uvtag.writers import BatchWriter
+from uvtag.batch_writer import BatchWriter
 with BatchWriter.open(sys.argv[1], sys.argv[2]) as writer:
     for i in range(100000):
         writer.write_video(prediction(f"v{i}.mp4"))

@@ -448,7 +448,7 @@ def bench_end_to_end(bm: BenchModel, videos: dict, *, device: torch.device, prec
     from uvtag.tagger import Tagger
     from uvtag.video.reader import open_video
     from uvtag.infer.windows import clip_spans, window_spans
-    from uvtag.writers import BatchWriter
+    from uvtag.batch_writer import BatchWriter
 
     tagger = Tagger(bm.fresh_model(), bm.checkpoint, bm.labels, device=str(device), precision=precision,
                     batch_size=batch)

@@ -233,7 +233,8 @@ def batch(
     from uvtag.shard import parse_shard, select_shard
     from uvtag.report import check_report_path, write_report
     from uvtag.video.files import find_videos, parse_extensions
-    from uvtag.writers import BATCH_FORMATS, BatchWriter, format_from_path
+    from uvtag.batch_writer import BATCH_FORMATS, BatchWriter
+    from uvtag.writers import format_from_path
 
     def body() -> int:
         _check_out(out)

@@ -28,7 +28,9 @@ from typing import Any
 
 from uvtag.errors import UsageError
 from uvtag.results import SCHEMA_VERSION
-from uvtag.writers import _ENCODING, BATCH_CSV_COLUMNS, BATCH_FORMATS, _atomic_write, format_from_path
+from uvtag.atomic import ENCODING, atomic_write
+from uvtag.batch_writer import BATCH_CSV_COLUMNS, BATCH_FORMATS
+from uvtag.writers import format_from_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +140,7 @@ def read_batch_file(path: str | os.PathLike[str], fmt: str | None = None) -> tup
     source = Path(path)
     chosen = format_from_path(source, fmt, BATCH_FORMATS)
     try:
-        text = source.read_bytes().decode(*_ENCODING)
+        text = source.read_bytes().decode(*ENCODING)
     except OSError as e:
         raise UsageError(f"{source}: cannot read it ({e.strerror or e})") from None
     return _READERS[chosen](text, str(source))
@@ -226,5 +228,5 @@ def merge_outputs(sources: Sequence[str | os.PathLike[str]], out: str | os.PathL
     if len(models) > 1:
         raise UsageError(f"the files hold videos tagged by different models ({', '.join(models)}); merge each model apart")
     blocks = pick_blocks(files, expected, summary)
-    _atomic_write(target, render(blocks, chosen).encode(*_ENCODING))
+    atomic_write(target, render(blocks, chosen).encode(*ENCODING))
     return summary

@@ -31,7 +31,7 @@ from typing import Any
 from uvtag.batch import BatchSummary, _failure, skip_completed
 from uvtag.errors import UsageError, UvtagError
 from uvtag.results import Failure, VideoPrediction
-from uvtag.writers import BatchWriter
+from uvtag.batch_writer import BatchWriter
 
 TaggerFactory = Callable[[str], Any]  # device -> Tagger; must pickle (module-level, or a dataclass)
 

@@ -28,7 +28,7 @@ from typing import Any
 from uvtag.batch import BatchSummary, _failure, skip_completed
 from uvtag.errors import UsageError, UvtagError
 from uvtag.results import Failure, VideoPrediction
-from uvtag.writers import BatchWriter
+from uvtag.batch_writer import BatchWriter
 
 MAX_BLOCKS = 10_000  # rows per block grow past this many videos (fewer, larger Ray tasks)
 

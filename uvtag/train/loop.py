@@ -20,7 +20,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from uvtag.errors import CheckpointError, UsageError
-from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model
+from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2
 from uvtag.model.weights import save_checkpoint
 from uvtag.train.augment import labels_allow_flip
 from uvtag.train.data import (SYNTHETIC_MOTION, ClipDataset, Preprocess, SyntheticMotion, VideoSource,

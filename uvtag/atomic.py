@@ -1,0 +1,64 @@
+"""Files that are never seen half written: atomic replace, whole writes, directory fsync.
+
+Outputs are UTF-8; a path that is not valid UTF-8 on disk round-trips byte for byte
+(surrogateescape), hence `ENCODING` for every encode/decode of an output file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from uvtag.errors import UsageError
+
+__all__ = ["ENCODING", "atomic_write", "fsync_dir", "refuse_existing", "write_all"]
+
+ENCODING = ("utf-8", "surrogateescape")
+
+
+def refuse_existing(path: Path, overwrite: bool, hint: str) -> None:
+    """UsageError if `path` is a directory, or exists and `overwrite` is False (`hint` says what to do)."""
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; give a file name for the output")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path.name} exists; {hint}")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to a temp file next to `path`, fsync it, then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; outputs are ordinary files
+        write_all(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte of `data` is written."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. platforms without directory handles: the rename is still done
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

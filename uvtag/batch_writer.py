@@ -1,0 +1,277 @@
+"""Batch output (`BatchWriter`): one file streamed video by video, kill-safe and resumable.
+
+Formats (records as in `uvtag.writers`):
+    csv    columns `BATCH_CSV_COLUMNS`: row_type (clip | video | failure), path, start_sec,
+           end_sec, rank, label, class_index, score, error. One `clip` row per (clip, rank), then
+           the video summary as one `video` row per rank spanning [0, duration_sec], written from
+           the last rank down to rank 1: the rank-1 `video` row is always the last row of a video,
+           so its presence proves the video complete even if a kill cut a write at a line
+           boundary. A failure is one `failure` row (path, error = "Kind: message").
+    jsonl  one line per video (video record) or failure ({record: "failure", path, kind, error}).
+    json   one document {schema_version, model, videos: [...], failures: [...]}, rewritten
+           atomically (temp file + os.replace) after every video, so it is always valid; the cost
+           grows with the batch (prefer csv / jsonl for thousands of videos).
+    Failures go in the same file as the videos (no sidecar). A video is complete when its
+    summary is present; resume retries failed videos, so a `failure` row may be followed by
+    that video's rows from a later run: the video rows are authoritative.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from uvtag.atomic import ENCODING, atomic_write, refuse_existing, write_all
+from uvtag.errors import UsageError
+from uvtag.results import SCHEMA_VERSION, Failure, VideoPrediction
+from uvtag.writers import csv_text, failure_record, format_score, format_sec, json_line, one_line, video_record
+
+__all__ = ["BATCH_CSV_COLUMNS", "BATCH_FORMATS", "BatchWriter"]
+
+BATCH_FORMATS = ("csv", "jsonl", "json")
+BATCH_CSV_COLUMNS = (
+    "row_type", "path", "start_sec", "end_sec", "rank", "label", "class_index", "score", "error"
+)
+
+
+class _RowCodec:
+    """How one append-only batch format encodes blocks and reads back a possibly torn file."""
+
+    header = ""
+
+    def video(self, prediction: VideoPrediction) -> str:
+        raise NotImplementedError
+
+    def failure(self, failure: Failure) -> str:
+        raise NotImplementedError
+
+    def scan(self, text: str, name: str) -> tuple[set[str], int]:
+        """(complete video paths, length in characters of the prefix to keep)."""
+        raise NotImplementedError
+
+
+class _CsvRows(_RowCodec):
+    header = csv_text([BATCH_CSV_COLUMNS])
+
+    def video(self, prediction: VideoPrediction) -> str:
+        p = prediction
+        rows: list[Sequence[Any]] = [
+            ("clip", p.path, format_sec(c.start_sec), format_sec(c.end_sec), rank, ls.label, ls.index,
+             format_score(ls.score), "")
+            for c in p.clips for rank, ls in enumerate(c.top, start=1)
+        ]
+        summary = [("video", p.path, format_sec(0.0), format_sec(p.info.duration_sec), rank, ls.label,
+                    ls.index, format_score(ls.score), "") for rank, ls in enumerate(p.top, start=1)]
+        if not summary:  # still one terminal row, with no label
+            summary = [("video", p.path, format_sec(0.0), format_sec(p.info.duration_sec), "", "", "", "", "")]
+        return csv_text(rows + summary[::-1])  # rank 1 last: it marks the video complete
+
+    def failure(self, failure: Failure) -> str:
+        error = one_line(f"{failure.kind}: {failure.error}")
+        return csv_text([("failure", failure.path, "", "", "", "", "", "", error)])
+
+    def scan(self, text: str, name: str) -> tuple[set[str], int]:
+        if not text.startswith(self.header):
+            if self.header.startswith(text):  # killed while writing the header
+                return set(), 0
+            raise UsageError(f"{name}: not a uvtag batch CSV (its header differs); cannot resume it")
+        done: set[str] = set()
+        pos = keep = len(self.header)
+        reader = csv.reader(io.StringIO(text[pos:], newline=""))
+        while True:
+            try:
+                row = next(reader)
+            except (StopIteration, csv.Error):  # end, or a torn quoted field at the end
+                break
+            raw = csv_text([row])
+            if text[pos : pos + len(raw)] != raw:
+                if pos + len(raw) >= len(text):  # the last row, cut short by a kill
+                    break
+                raise UsageError(f"{name}: a row near character {pos} is not uvtag's; cannot resume it")
+            pos += len(raw)
+            if len(row) != len(BATCH_CSV_COLUMNS):
+                raise UsageError(f"{name}: a row has {len(row)} columns, expected "
+                                 f"{len(BATCH_CSV_COLUMNS)}; cannot resume it")
+            kind, path, rank = row[0], row[1], row[4]
+            if kind == "failure" or (kind == "video" and rank in ("1", "")):
+                keep = pos  # a block ends here
+                if kind == "video":
+                    done.add(path)
+        return done, keep
+
+
+class _JsonlRows(_RowCodec):
+    def video(self, prediction: VideoPrediction) -> str:
+        return json_line(video_record(prediction))
+
+    def failure(self, failure: Failure) -> str:
+        return json_line(failure_record(failure))
+
+    def scan(self, text: str, name: str) -> tuple[set[str], int]:
+        done: set[str] = set()
+        keep = 0
+        lines = text.split("\n")
+        for number, line in enumerate(lines[:-1], start=1):  # lines[-1]: after the last newline
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a kill only tears the unterminated last line
+                raise UsageError(f"{name}: line {number} is not JSON; cannot resume it") from None
+            if not isinstance(record, dict) or record.get("record") not in ("video", "failure"):
+                raise UsageError(f"{name}: line {number} is not a uvtag batch record; cannot resume it")
+            keep += len(line) + 1
+            if record["record"] == "video":
+                done.add(record["path"])
+        return done, keep
+
+
+_ROW_CODECS: dict[str, type[_RowCodec]] = {"csv": _CsvRows, "jsonl": _JsonlRows}
+
+
+class BatchWriter:
+    """Streams batch results to one file; every finished video is on disk before the next starts.
+
+    Use `BatchWriter.open(...)`, then `completed()`, `write_video(...)`, `write_failure(...)` and
+    `close()` (or a `with` block). See the module docstring for the layouts.
+    """
+
+    def __init__(self, path: Path, completed: set[str]) -> None:
+        self.path = path
+        self._completed = completed
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], fmt: str, resume: bool = False,
+             overwrite: bool = False) -> BatchWriter:
+        """Open `path` for a batch in format `fmt` (csv, jsonl or json).
+
+        Args:
+            path: output file.
+            fmt: one of `BATCH_FORMATS`.
+            resume: continue an existing file: keep its complete videos (see `completed`) and
+                cut off what a kill left half written. A missing file starts fresh.
+            overwrite: replace an existing file.
+
+        Raises:
+            UsageError: the file exists and neither flag is set, both flags are set, or the file
+                to resume is not a uvtag batch file of this format.
+        """
+        out = Path(path)
+        if fmt not in BATCH_FORMATS:
+            raise UsageError(f"batch cannot write {fmt!r}; use one of {', '.join(BATCH_FORMATS)}")
+        if resume and overwrite:
+            raise UsageError("--resume and --overwrite cannot be used together")
+        refuse_existing(out, resume or overwrite,
+                         "use --resume to continue it or --overwrite to replace it")
+        if fmt == "json":
+            return _JsonBatchWriter.start(out, resume)
+        return _AppendBatchWriter.start(out, _ROW_CODECS[fmt](), resume)
+
+    def completed(self) -> set[str]:
+        """Paths (exactly as written) of the videos already complete in the file."""
+        return set(self._completed)
+
+    def write_video(self, prediction: VideoPrediction) -> None:
+        """Write one video (clips and summary) and force it to disk before returning."""
+        raise NotImplementedError
+
+    def write_failure(self, failure: Failure) -> None:
+        """Record a video that could not be processed, and force it to disk."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file (everything written is already on disk)."""
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _AppendBatchWriter(BatchWriter):
+    """csv / jsonl: each video is one os.write of its whole block, then os.fsync."""
+
+    def __init__(self, path: Path, completed: set[str], codec: _RowCodec, fd: int) -> None:
+        super().__init__(path, completed)
+        self._codec = codec
+        self._fd = fd
+
+    @classmethod
+    def start(cls, path: Path, codec: _RowCodec, resume: bool) -> _AppendBatchWriter:
+        done: set[str] = set()
+        if resume and path.exists():
+            text = path.read_bytes().decode(*ENCODING)
+            done, keep = codec.scan(text, path.name)
+            os.truncate(path, len(text[:keep].encode(*ENCODING)))
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            if keep == 0:
+                write_all(fd, codec.header.encode(*ENCODING))
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+            write_all(fd, codec.header.encode(*ENCODING))
+        os.fsync(fd)
+        return cls(path, done, codec, fd)
+
+    def _append(self, text: str) -> None:
+        if self._fd < 0:
+            raise ValueError(f"{self.path.name}: batch writer is closed")
+        write_all(self._fd, text.encode(*ENCODING))
+        os.fsync(self._fd)
+
+    def write_video(self, prediction: VideoPrediction) -> None:
+        self._append(self._codec.video(prediction))
+        self._completed.add(prediction.path)
+
+    def write_failure(self, failure: Failure) -> None:
+        self._append(self._codec.failure(failure))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _JsonBatchWriter(BatchWriter):
+    """json: the whole document is rewritten atomically after each video or failure."""
+
+    def __init__(self, path: Path, completed: set[str], document: dict[str, Any]) -> None:
+        super().__init__(path, completed)
+        self._document = document
+
+    @classmethod
+    def start(cls, path: Path, resume: bool) -> _JsonBatchWriter:
+        document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "model": None,
+                                    "videos": [], "failures": []}
+        if resume and path.exists():
+            try:
+                loaded = json.loads(path.read_bytes().decode(*ENCODING))
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{path.name}: not valid JSON ({e}); cannot resume it") from None
+            if not (isinstance(loaded, dict) and isinstance(loaded.get("videos"), list)
+                    and isinstance(loaded.get("failures"), list)):
+                raise UsageError(f"{path.name}: not a uvtag batch JSON document; cannot resume it")
+            document = loaded
+        writer = cls(path, {v["path"] for v in document["videos"]}, document)
+        writer._save()
+        return writer
+
+    def _save(self) -> None:
+        text = json.dumps(self._document, ensure_ascii=False, indent=1) + "\n"
+        atomic_write(self.path, text.encode(*ENCODING))
+
+    def write_video(self, prediction: VideoPrediction) -> None:
+        record = {k: v for k, v in video_record(prediction).items() if k != "schema_version"}
+        if self._document["model"] is None:
+            self._document["model"] = prediction.model
+        self._document["videos"].append(record)
+        self._save()
+        self._completed.add(prediction.path)
+
+    def write_failure(self, failure: Failure) -> None:
+        record = {k: v for k, v in failure_record(failure).items() if k != "schema_version"}
+        self._document["failures"].append(record)
+        self._save()
