@@ -107,6 +107,23 @@ def _reference_ap(tp: np.ndarray, npos: int) -> float:
     return sum(prec[i:].max() for i in np.flatnonzero(tp)) / npos
 
 
+def test_interpolated_ap_small_cases():
+    assert ev.interpolated_ap(np.array([1, 1]), 2) == pytest.approx(1.0)
+    assert ev.interpolated_ap(np.array([0, 1]), 1) == pytest.approx(0.5)
+    assert ev.interpolated_ap(np.array([1, 0, 1]), 4) == pytest.approx(0.25 + 0.25 * 2 / 3)
+    assert ev.interpolated_ap(np.array([], bool), 3) == 0.0
+
+
+def test_map_with_a_shifted_segment_and_a_duplicate():
+    truth = [gt("v", "a", 0.0, 2.0), gt("v", "b", 2.0, 4.0), gt("w", "a", 0.0, 3.0)]
+    perfect = [det(g.video_id, g.label, g.start_sec, g.end_sec, 0.9) for g in truth]
+    assert ev.detection_report(truth, perfect, (0.5,)).mAP == pytest.approx((1.0,))
+    shifted = [det("v", "a", 0.0, 2.0, 0.9), det("v", "b", 2.9, 5.0, 0.8), det("w", "a", 0.0, 3.0, 0.7),
+               det("w", "a", 0.0, 3.0, 0.95)]
+    # b: tIoU 1.1/3, missed at 0.5, found at 0.3; a: w's top copy hits, then v, then w's second copy is a false positive
+    assert ev.detection_report(truth, shifted, (0.5, 0.3)).mAP == pytest.approx(((1.0 + 0.0) / 2, 1.0))
+
+
 def test_interpolated_ap_matches_a_second_formulation():
     rng = np.random.default_rng(0)
     for _ in range(200):

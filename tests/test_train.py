@@ -21,7 +21,6 @@ from uvtag.errors import UsageError
 from uvtag.model.weights import read_checkpoint
 from uvtag.train.augment import labels_allow_flip, random_resized_crop_box, train_clip_indices
 from uvtag.train.data import VideoItem, VideoSource, read_csv, read_folder, split_items
-from uvtag.train.metrics import average_precision, temporal_iou, temporal_map
 from uvtag.train.schedule import lr_at
 
 runner = CliRunner()
@@ -69,22 +68,6 @@ def test_flip_is_off_for_direction_classes():
     assert not labels_allow_flip(["pushing something from left to right", "other"])
     assert not labels_allow_flip(["turning_counterclockwise"])
     assert labels_allow_flip(["walking", "running", "moving up", "moving down"])
-
-
-def test_average_precision_and_temporal_map():
-    assert average_precision([True, True], 2) == pytest.approx(1.0)
-    assert average_precision([False, True], 1) == pytest.approx(0.5)
-    assert average_precision([True, False, True], 4) == pytest.approx(0.25 + 0.25 * 2 / 3)
-    assert average_precision([], 3) == 0.0
-    assert temporal_iou((0, 2), (1, 3)) == pytest.approx(1 / 3)
-    assert temporal_iou((0, 1), (2, 3)) == 0.0
-    truth = [("v", 0.0, 2.0, "a"), ("v", 2.0, 4.0, "b"), ("w", 0.0, 3.0, "a")]
-    perfect = [(v, s, e, l, 0.9) for v, s, e, l in truth]
-    assert temporal_map(perfect, truth, 0.5) == pytest.approx(1.0)
-    shifted = [("v", 0.0, 2.0, "a", 0.9), ("v", 2.9, 5.0, "b", 0.8), ("w", 0.0, 3.0, "a", 0.7), ("w", 0.0, 3.0, "a", 0.95)]
-    # b: tIoU 1.1/3 -> missed at 0.5; a: the duplicate on w at the top is a hit, then v hit, then w's copy a false positive
-    assert temporal_map(shifted, truth, 0.5) == pytest.approx((1.0 + 0.0) / 2)
-    assert temporal_map(shifted, truth, 0.3) == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------- datasets

@@ -125,7 +125,7 @@ def demo(
 def _segments_table(name: str, truth, segments):
     from rich.table import Table
 
-    from uvtag.train.metrics import temporal_iou
+    from uvtag.infer.segments import temporal_iou
 
     table = Table(title=f"localize {name} (window {MOTION_WINDOW_SEC} s, stride {MOTION_STRIDE_SEC} s)", title_justify="left")
     for col in ("true start", "true end", "truth", "found start", "found end", "found", "tIoU"):
