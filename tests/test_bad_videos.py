@@ -183,3 +183,40 @@ def test_worker_startup_is_not_cut_by_a_short_request_timeout(videos):
     """Starting the worker (a new interpreter + imports) takes far more than 50 ms; only requests use the short timeout."""
     with IsolatedReader(videos["h264"], timeout_sec=0.05) as r:
         assert r.info.num_frames == 40
+
+
+def test_workers_are_reused_across_files_and_replaced_after_a_crash(videos, monkeypatch):
+    from uvtag.video import isolated
+
+    isolated.shutdown_workers()
+    with IsolatedReader(videos["h264"]) as r:
+        first = r.worker_pid
+    with IsolatedReader(videos["mpeg4"]) as r:  # the same process serves the next file
+        assert r.worker_pid == first and [frame_index_of(f) for f in r.get_frames([1, 6])] == [1, 6]
+    with pytest.raises(VideoError, match="cannot open"):
+        IsolatedReader(videos["text"])  # a file that does not open leaves the worker usable
+    with pytest.raises(VideoError, match="decoder crashed"):
+        with IsolatedReader(videos["hevc"], _fault="segv") as r:
+            assert r.worker_pid == first
+            r.get_frames([0])
+    with IsolatedReader(videos["h264"]) as r:  # the crashed worker is replaced
+        assert r.worker_pid != first and r.get_frames([2]).shape[0] == 1
+        second = r.worker_pid
+    monkeypatch.setattr(isolated, "MAX_FILES_PER_WORKER", 1)
+    with IsolatedReader(videos["h264"]) as r:  # the worker has served its quota: retired after this file
+        assert r.worker_pid == second
+    with IsolatedReader(videos["h264"]) as r:
+        assert r.worker_pid != second
+
+
+def test_an_abandoned_iteration_never_leaks_frames_into_the_next_file(videos):
+    from uvtag.video import isolated
+
+    isolated.shutdown_workers()
+    with IsolatedReader(videos["h264"]) as r:
+        frames = r.iter_frames(range(40))
+        assert next(frames)[0] == 0  # stop after one frame: the worker still has frames to send
+        abandoned = r.worker_pid
+    with IsolatedReader(videos["vfr"]) as r:
+        assert r.worker_pid != abandoned  # that worker was not reused
+        assert r.info.num_frames == 45 and [frame_index_of(f) for f in r.get_frames([44, 3])] == [44, 3]

@@ -4,17 +4,22 @@
 runs `open_video` in a worker process (spawn start method: no inherited torch threads or locks). Every
 request waits at most `timeout_sec` for its answer; a worker that dies or does not answer is killed and
 the call raises `VideoError("<path>: decoder crashed (signal 11, SIGSEGV)")` or
-`VideoError("<path>: decoder timed out after 30 s")`. The next reader starts a fresh worker.
+`VideoError("<path>: decoder timed out after 30 s")`.
 
-Cost: one process start per file (about 0.3 s: Python + numpy + av imports) and a pickle copy of each
-frame through a pipe; use it for untrusted batches, not for a single known-good file.
+Workers are reused: closing a reader hands its worker back to a small idle pool, and the next reader
+borrows it, so a batch pays the process start (about 0.3 s: Python + numpy + av imports) once, not
+once per file. A worker that crashed, timed out or was left in the middle of a request is never
+reused; each worker retires after `MAX_FILES_PER_WORKER` files (bounds decoder memory leaks). Frames
+still cross a pipe as a pickle copy; use a plain reader for a single known-good file.
 """
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from typing import Iterable, Iterator, Sequence
 
@@ -24,7 +29,9 @@ from uvtag.errors import VideoError
 from uvtag.results import VideoInfo
 
 DEFAULT_TIMEOUT_SEC = 60.0  # per request (open, one get_frames call, or one streamed frame)
-STARTUP_TIMEOUT_SEC = 30.0  # the first answer also waits for a new interpreter and its imports (slow on a loaded machine)
+STARTUP_TIMEOUT_SEC = 30.0  # a new worker's first answer also waits for the interpreter and its imports (slow on a loaded machine)
+MAX_FILES_PER_WORKER = 200
+MAX_IDLE_WORKERS = 4
 
 
 def _inject(fault: str | None) -> None:
@@ -36,44 +43,126 @@ def _inject(fault: str | None) -> None:
             time.sleep(3600)
 
 
-def _serve(conn, path: str, backend: str | None, fault: str | None, fault_at: str) -> None:
-    """Worker loop: open the video, then answer requests until "close" or EOF."""
+def _serve(conn) -> None:
+    """Worker loop: ("open", path, backend, fault, fault_at) starts a file; ("close",) or EOF ends the worker."""
     from uvtag.video.reader import open_video
 
-    try:
-        if fault_at == "open":
-            _inject(fault)
-        reader = open_video(path, backend)
-        conn.send(("ok", reader.info))
-    except VideoError as e:
-        conn.send(("err", str(e)))
-        return
-    with reader:
-        while True:
-            try:
-                request = conn.recv()
-            except EOFError:
-                return
-            op, args = request[0], request[1:]
-            if op == "close":
-                return
-            if fault_at == "decode":
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            return
+        if request[0] == "release":  # the file failed to open: nothing to release
+            continue
+        if request[0] != "open":
+            return
+        _, path, backend, fault, fault_at = request
+        try:
+            if fault_at == "open":
                 _inject(fault)
-            try:
-                if op == "get":
-                    conn.send(("ok", reader.get_frames(*args)))
-                elif op == "ts":
-                    conn.send(("ok", reader.timestamps_sec()))
-                elif op == "iter":
-                    for item in reader.iter_frames(*args):
-                        conn.send(("item", item))
-                    conn.send(("ok", None))
-            except VideoError as e:
-                conn.send(("err", str(e)))
+            reader = open_video(path, backend)
+        except VideoError as e:
+            conn.send(("err", str(e)))
+            continue
+        conn.send(("ok", reader.info))
+        with reader:
+            if not _serve_file(conn, reader, fault if fault_at == "decode" else None):
+                return
+
+
+def _serve_file(conn, reader, fault: str | None) -> bool:
+    """Answer requests on one open file until ("release",) (True: serve another) or close/EOF (False)."""
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            return False
+        op, args = request[0], request[1:]
+        if op == "release":
+            return True
+        if op not in ("get", "ts", "iter"):
+            return False
+        _inject(fault)
+        try:
+            if op == "get":
+                conn.send(("ok", reader.get_frames(*args)))
+            elif op == "ts":
+                conn.send(("ok", reader.timestamps_sec()))
+            else:
+                for item in reader.iter_frames(*args):
+                    conn.send(("item", item))
+                conn.send(("ok", None))
+        except VideoError as e:
+            conn.send(("err", str(e)))
+
+
+class _Worker:
+    """One decode process and its pipe."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+        self.files = 0  # files opened so far
+        self.answered = False  # False until its first answer (start-up still under way)
+
+    def kill(self) -> None:
+        """Stop it now (SIGKILL) and reap it."""
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        """Ask it to exit, then make sure it did."""
+        try:
+            self.conn.send(("close",))
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(2)
+        self.kill()
+
+
+_idle: list[_Worker] = []
+_idle_lock = threading.Lock()
+
+
+def _borrow() -> _Worker:
+    """An idle live worker, else a new one."""
+    with _idle_lock:
+        while _idle:
+            worker = _idle.pop()
+            if worker.proc.is_alive():
+                return worker
+            worker.kill()
+    return _Worker()
+
+
+def _give_back(worker: _Worker) -> None:
+    """Return a healthy worker (its file released) to the idle pool, or retire it."""
+    if worker.files < MAX_FILES_PER_WORKER and worker.proc.is_alive():
+        with _idle_lock:
+            if len(_idle) < MAX_IDLE_WORKERS:
+                _idle.append(worker)
+                return
+    worker.stop()
+
+
+def shutdown_workers() -> None:
+    """Stop every idle worker (also run at interpreter exit)."""
+    with _idle_lock:
+        workers, _idle[:] = list(_idle), []
+    for worker in workers:
+        worker.stop()
+
+
+atexit.register(shutdown_workers)
 
 
 class IsolatedReader:
-    """A VideoReader whose decoder runs in a child process with a timeout on every request."""
+    """A VideoReader whose decoder runs in a (reused) child process with a timeout on every request."""
 
     def __init__(
         self,
@@ -84,73 +173,79 @@ class IsolatedReader:
         _fault: str | None = None,
         _fault_at: str = "decode",
     ) -> None:
-        """Start the worker and open `path` in it (raises VideoError as open_video would).
+        """Borrow a worker and open `path` in it (raises VideoError as open_video would).
 
         `_fault` / `_fault_at` are for tests only: make the worker crash ("segv") or hang ("hang") at
         "open" or at the first "decode" request.
         """
         self.path, self.timeout_sec = os.fspath(path), float(timeout_sec)
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.path, backend, _fault, _fault_at), daemon=True)
-        self._proc.start()
-        child.close()
+        self._worker: _Worker | None = _borrow()
+        self._pending = False  # a request whose answer has not been read completely
+        self.worker_pid = self._worker.proc.pid
+        self._worker.files += 1
+        startup = None if self._worker.answered else max(self.timeout_sec, STARTUP_TIMEOUT_SEC)
         try:
-            self.info: VideoInfo = self._receive(max(self.timeout_sec, STARTUP_TIMEOUT_SEC))
+            self.info: VideoInfo = self._request(("open", self.path, backend, _fault, _fault_at), startup)
         except VideoError:
-            self.close()
+            self._release()
             raise
 
     def _receive(self, timeout_sec: float | None = None):
         """Wait for one answer from the worker; turn death, silence and errors into VideoError."""
-        if self._proc is None:
+        worker = self._worker
+        if worker is None:
             raise VideoError(f"{self.path}: reader is closed")
         wait = self.timeout_sec if timeout_sec is None else timeout_sec
         try:
-            ready = self._conn.poll(wait)
-            answer = self._conn.recv() if ready else None
+            ready = worker.conn.poll(wait)
+            answer = worker.conn.recv() if ready else None
         except (EOFError, OSError):
             answer, ready = None, True
         if answer is None:
             reason = self._worker_failed(timed_out=not ready, waited_sec=wait)
             raise VideoError(f"{self.path}: {reason}")
+        worker.answered = True
         status, value = answer
+        if status != "item":
+            self._pending = False
         if status == "err":
             raise VideoError(value)
         return answer if status == "item" else value
 
     def _worker_failed(self, timed_out: bool, waited_sec: float | None = None) -> str:
         """Kill and reap the worker; describe what happened in a few words."""
-        proc, self._proc = self._proc, None
-        if timed_out:
-            proc.kill()
-        proc.join(5)
-        self._conn.close()
+        worker, self._worker = self._worker, None
+        worker.kill()
         if timed_out:
             return f"decoder timed out after {waited_sec or self.timeout_sec:g} s"
-        code = proc.exitcode
+        code = worker.proc.exitcode
         if code is not None and code < 0:
             return f"decoder crashed (signal {-code}, {signal.Signals(-code).name})"
         return f"decoder process exited unexpectedly (exit code {code})"
 
-    def _request(self, *message):
-        if self._proc is None:
+    def _request(self, message: tuple, timeout_sec: float | None = None):
+        if self._worker is None:
             raise VideoError(f"{self.path}: reader is closed")
         try:
-            self._conn.send(message)
+            self._worker.conn.send(message)
         except (BrokenPipeError, OSError):
             raise VideoError(f"{self.path}: {self._worker_failed(timed_out=False)}") from None
-        return self._receive()
+        self._pending = True
+        return self._receive(timeout_sec)
 
     def get_frames(self, indices: Sequence[int], size: tuple[int, int] | None = None) -> np.ndarray:
         """As VideoReader.get_frames: uint8 [len(indices), H, W, 3] RGB."""
-        return self._request("get", list(indices), size)
+        return self._request(("get", list(indices), size))
 
     def iter_frames(self, indices: Iterable[int], size: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """As VideoReader.iter_frames; `indices` is materialized and sent to the worker in one message."""
-        if self._proc is None:
+        if self._worker is None:
             raise VideoError(f"{self.path}: reader is closed")
-        self._conn.send(("iter", list(indices), size))
+        try:
+            self._worker.conn.send(("iter", list(indices), size))
+        except (BrokenPipeError, OSError):
+            raise VideoError(f"{self.path}: {self._worker_failed(timed_out=False)}") from None
+        self._pending = True
         while True:
             answer = self._receive()
             if answer is None:
@@ -159,22 +254,25 @@ class IsolatedReader:
 
     def timestamps_sec(self) -> np.ndarray:
         """As VideoReader.timestamps_sec: [num_frames] float64 seconds."""
-        return self._request("ts")
+        return self._request(("ts",))
 
-    def close(self) -> None:
-        """Stop the worker (politely, then by force)."""
-        proc, self._proc = self._proc, None
-        if proc is None:
+    def _release(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        if self._pending:  # answers still in the pipe (an abandoned iteration): not reusable
+            worker.kill()
             return
         try:
-            self._conn.send(("close",))
+            worker.conn.send(("release",))
         except (BrokenPipeError, OSError):
-            pass
-        proc.join(2)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        self._conn.close()
+            worker.kill()
+            return
+        _give_back(worker)
+
+    def close(self) -> None:
+        """Close the file; the worker goes back to the pool when it is healthy and idle."""
+        self._release()
 
     def __enter__(self) -> "IsolatedReader":
         return self
