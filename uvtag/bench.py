@@ -476,7 +476,7 @@ def bench_end_to_end(bm: BenchModel, videos: dict, *, device: torch.device, prec
         spans_per = len(clip_spans(base_info.duration_sec, tagger.default_clip_sec()))
         n_clips = spans_per * len(videos["clips"])
         model_s = _model_only(tagger.predictor, bm.checkpoint, n_clips, model_runs)
-        for isolate in (True, False):  # the CLI decodes in a child process per video by default
+        for isolate in (True, False):  # the CLI decodes in (reused) child processes by default
             tagger.isolate = isolate
             with tempfile.TemporaryDirectory() as tmp:
                 _reset_peaks(device)

@@ -197,7 +197,7 @@ def batch(
     clip_sec: Annotated[Optional[float], typer.Option("--clip", help="Clip length in SECONDS (default 10; 4 for Something-Something).")] = None,
     stride_sec: Annotated[Optional[float], typer.Option("--stride", help="Step between clip starts in SECONDS (default: the clip length).")] = None,
     ext: Annotated[Optional[str], typer.Option(help="Extensions to pick up in folders, e.g. 'mp4,mkv' (default: common video types).")] = None,
-    isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="Decode each video in a child process, so a crashing or hanging decoder costs that video only.")] = True,
+    isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="Decode in child processes (reused across videos), so a crashing or hanging decoder costs that video only.")] = True,
     report: Annotated[Optional[Path], typer.Option("--report", help="Also write an HTML report (one row per video, thumbnails, links).")] = None,
     devices: Annotated[Optional[str], typer.Option("--devices", help="One worker process per device, e.g. cuda:0,cuda:1 (overrides --device).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes: N on --device (e.g. CPU), or N per --devices entry; with --ray, the most actors.")] = None,

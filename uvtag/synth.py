@@ -73,7 +73,7 @@ class MotionRanges:
     duration_sec: tuple[float, float] = (1.5, 5.0)
     fps: tuple[int, int] = (10, 60)
     short_side: tuple[int, int] = (64, 480)  # log-uniform; long side = short x aspect, <= 640
-    size: tuple[float, float] = (0.16, 0.32)  # object size as a fraction of the short side
+    size: tuple[float, float] = (0.25, 0.42)  # object size as a fraction of the short side (16-27 px at 64 px)
 
 
 STRICT = MotionRanges()  # the dataset as specified (tests, demo)

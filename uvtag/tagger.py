@@ -63,8 +63,8 @@ class Tagger:
         labels: class names, one per logit.
         device, precision, batch_size: see `uvtag.infer.predict`.
         backend: force a video backend ("pyav", "decord", "opencv"); None = automatic.
-        isolate: decode each video in a child process, so a decoder crash or hang costs that
-            video only (about 0.3 s per video); `decode_timeout_sec` bounds each decode request.
+        isolate: decode in child processes (reused from file to file), so a decoder crash or hang
+            costs that video only; `decode_timeout_sec` bounds each decode request.
     """
 
     def __init__(self, model: UniFormerV2, checkpoint: Checkpoint, labels: Sequence[str], *,
@@ -244,7 +244,7 @@ def load(model: str | Path = DEFAULT_MODEL, *, arch: str | None = None, device: 
         batch_size: clips per forward pass (default 2 on CPU, 8 on CUDA).
         cache_dir, offline, progress: where and whether to download (see `uvtag.model.download`).
         backend: force a video backend.
-        isolate: decode in a child process per video (a crashing decoder costs one video).
+        isolate: decode in reused child processes (a crashing decoder costs one video).
     """
     common = dict(device=device, precision=precision, batch_size=batch_size, backend=backend, isolate=isolate)
     if not _looks_like_path(model):
