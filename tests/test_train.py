@@ -41,6 +41,20 @@ def test_train_sampler_takes_one_frame_per_segment():
         train_clip_indices(5, 5, 8, rng)
 
 
+def test_shared_jitter_keeps_frames_evenly_spaced():
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(50):
+        idx = train_clip_indices(0, 160, 8, rng, "shared")  # 20 frames per segment
+        steps = np.diff(idx)
+        assert len(idx) == 8 and (steps >= 19).all() and (steps <= 21).all()  # one offset: equal steps, up to rounding
+        assert 0 <= idx[0] < 20
+        seen.add(idx[0])
+    assert len(seen) > 10  # the offset is random
+    with pytest.raises(ValueError, match="jitter"):
+        train_clip_indices(0, 160, 8, rng, "wobbly")
+
+
 def test_random_resized_crop_box_stays_inside_and_covers_the_scale():
     rng = np.random.default_rng(1)
     for h, w in ((64, 64), (72, 128), (300, 90)):
@@ -207,6 +221,25 @@ def test_init_from_a_zoo_model_of_the_same_classes_keeps_its_head():
     other = tuple(reversed(synth.MOTION_CLASSES))  # same names, another order: a new head
     renewed = init_model(motion_tiny_config(), "motion-tiny", "tiny", offline=True, labels=other).state_dict()
     assert not torch.equal(renewed[head], bundled[head]) and torch.equal(renewed[key], bundled[key])
+
+
+def test_train_from_a_uvtag_checkpoint_file(tmp_path):
+    """`--init FILE`: continue from an earlier run's model.pt (same classes: the head is kept)."""
+    source = Path(__file__).resolve().parents[1] / "weights" / "motion-tiny.pt"
+    args = ["train", "synthetic:motion", "--out", str(tmp_path / "run"), "--init", str(source), "--epochs", "1",
+            "--train-size", "9", "--val-size", "9", "--batch-size", "9", "--workers", "0", "--lr", "1e-12",
+            "--jitter", "shared", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    before, after = read_checkpoint(source).state_dict, read_checkpoint(tmp_path / "run" / "model.pt").state_dict
+    head = "backbone.transformer.proj.2.weight"
+    assert torch.allclose(before[head], after[head], atol=1e-6)  # lr ~0: the kept head is unchanged
+    bad = tmp_path / "plain.pt"
+    torch.save({k: v for k, v in before.items()}, bad)  # an official-layout state dict, not a uvtag file
+    result = runner.invoke(app, ["train", "synthetic:motion", "--out", str(tmp_path / "run2"), "--init", str(bad), "--quiet"])
+    assert result.exit_code == 2 and "uvtag checkpoint" in result.output
+    result = runner.invoke(app, ["train", "synthetic:motion", "--out", str(tmp_path / "run3"), "--jitter", "wobbly", "--quiet"])
+    assert result.exit_code == 2 and "--jitter" in result.output
 
 
 _SYNTH_TINY = ["--train-size", "24", "--val-size", "9", "--init", "random", "--dropout", "0.2"]

@@ -17,7 +17,8 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: last.pt (training state) and model.pt (the model).")],
     val: Annotated[Optional[str], typer.Option(help="Separate validation folder or CSV (default: --val-split of DATA).")] = None,
     val_split: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of each class held out for validation.")] = 0.1,
-    init: Annotated[str, typer.Option(help="random, clip (CLIP image weights via timm) or a zoo name (new head).")] = "random",
+    init: Annotated[str, typer.Option(help="random, clip (CLIP image weights via timm), a zoo name, or a uvtag checkpoint "
+                                           "file (the head is kept when the classes are the same, else new).")] = "random",
     arch: Annotated[str, typer.Option(help="tiny, b16 or l14 (full design; ignored for a zoo --init).")] = "tiny",
     frames: Annotated[int, typer.Option(min=2, help="Frames per clip (even).")] = 8,
     epochs: Annotated[int, typer.Option(min=1)] = 10,
@@ -32,6 +33,8 @@ def train(
     crop_scale: Annotated[float, typer.Option(min=0.05, max=1.0, help="Smallest random-resized-crop area.")] = 0.4,
     flip: Annotated[str, typer.Option(help="Horizontal flips: auto (off when class names have a direction), on, off.")] = "auto",
     jpeg: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance of JPEG artefacts per training clip.")] = 0.0,
+    jitter: Annotated[str, typer.Option(help="Training frame sampler: segment (a random frame per segment, the official "
+                                             "recipe) or shared (one offset: evenly spaced frames, as at test time).")] = "segment",
     train_size: Annotated[int, typer.Option(min=1, help="synthetic:motion clips per epoch.")] = 2000,
     val_size: Annotated[int, typer.Option(min=1, help="synthetic:motion validation clips.")] = 270,
     workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 1,
@@ -49,6 +52,7 @@ def train(
       uvtag train ./clips --out runs/mine --init clip --arch b16 --epochs 20
       uvtag train labels.csv --out runs/mine --init k400_k710_uniformerv2_b16_8x224
       uvtag train synthetic:motion --out runs/motion --epochs 12
+      uvtag train ./clips --out runs/mine2 --init runs/mine/model.pt --epochs 5
       uvtag train ./clips --out runs/mine --resume
     """
     from uvtag.train import TrainSettings, train as run_training
@@ -57,7 +61,7 @@ def train(
         data=data, out=str(out), val=val, val_split=val_split, init=init, arch=arch, frames=frames, epochs=epochs,
         batch_size=batch_size, accum=accum, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing, dropout=dropout, drop_path=drop_path, crop_scale=crop_scale, flip=flip,
-        jpeg=jpeg, train_size=train_size, val_size=val_size, workers=workers, seed=seed, device=device,
+        jpeg=jpeg, jitter=jitter, train_size=train_size, val_size=val_size, workers=workers, seed=seed, device=device,
         num_clips=num_clips, num_crops=num_crops,
     )
 

@@ -12,17 +12,22 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["DIRECTION_WORDS", "crop_and_resize", "jpeg_degrade", "labels_allow_flip",
+__all__ = ["DIRECTION_WORDS", "JITTERS", "crop_and_resize", "jpeg_degrade", "labels_allow_flip",
            "random_resized_crop_box", "train_clip_indices"]
 
+JITTERS = ("segment", "shared")  # training sampler offsets: per segment, or one for the clip
 # a class name with one of these words changes meaning under a horizontal flip
 DIRECTION_WORDS = ("left", "right", "clockwise", "counterclockwise", "anticlockwise", "east", "west")
 
 
-def train_clip_indices(start: int, stop: int, frames: int, rng: np.random.Generator) -> list[int]:
-    """Segment-based training sampler: one random frame from each of `frames` equal segments.
+def train_clip_indices(start: int, stop: int, frames: int, rng: np.random.Generator,
+                       jitter: str = "segment") -> list[int]:
+    """Segment-based training sampler: one frame from each of `frames` equal segments.
 
     The train-time twin of the official test sampler (which takes a fixed point per segment).
+    `jitter` "segment" (the official recipe) draws a random point in each segment independently;
+    "shared" draws one offset for all segments, so frames stay evenly spaced as at test time
+    (steady motion stays steady: useful where the classes are about motion itself).
 
     Args:
         start, stop: the half-open frame range to sample from (stop > start).
@@ -32,8 +37,10 @@ def train_clip_indices(start: int, stop: int, frames: int, rng: np.random.Genera
     """
     if stop <= start or frames < 1:
         raise ValueError(f"cannot sample {frames} frames from [{start}, {stop})")
+    if jitter not in JITTERS:
+        raise ValueError(f"jitter must be one of {', '.join(JITTERS)}, got {jitter!r}")
     seg = (stop - start) / frames
-    offsets = rng.uniform(0.0, 1.0, frames)
+    offsets = rng.uniform(0.0, 1.0, frames) if jitter == "segment" else np.full(frames, rng.uniform(0.0, 1.0))
     return [min(start + int(seg * (i + offsets[i])), stop - 1) for i in range(frames)]
 
 

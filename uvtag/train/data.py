@@ -57,6 +57,7 @@ class Preprocess:
     crop_scale: tuple[float, float] = (0.4, 1.0)  # random-resized-crop area (of the centre square)
     flip: bool = False  # horizontal flips (only for direction-free classes)
     jpeg_prob: float = 0.0  # chance of a JPEG round trip (codec artefacts) on a training clip
+    jitter: str = "segment"  # training sampler: "segment" (official) or "shared" (evenly spaced frames)
 
 
 # ---------------------------------------------------------------------- listing videos
@@ -160,7 +161,7 @@ class VideoSource:
         """Class index of item `index`."""
         return self.items[index].label
 
-    def frames(self, index: int, num: int, rng: np.random.Generator | None) -> np.ndarray:
+    def frames(self, index: int, num: int, rng: np.random.Generator | None, jitter: str = "segment") -> np.ndarray:
         """uint8 [num, H, W, 3] frames of item `index` (raises VideoError if unreadable)."""
         item = self.items[index]
         with open_video(item.path) as reader:
@@ -172,7 +173,7 @@ class VideoSource:
             if rng is None:
                 indices = sample_span_indices(first, stop, num)
             else:
-                indices = train_clip_indices(first, stop, num, rng)
+                indices = train_clip_indices(first, stop, num, rng, jitter)
             return reader.get_frames(indices)
 
     def check(self, progress: Callable[[int], None] | None = None) -> tuple["VideoSource", list[str]]:
@@ -215,7 +216,8 @@ class SyntheticMotion:
         """Class index of item `index` (classes cycle: balanced)."""
         return index % len(self.labels)
 
-    def frames(self, index: int, num: int, rng: np.random.Generator | None, epoch: int = 0) -> np.ndarray:
+    def frames(self, index: int, num: int, rng: np.random.Generator | None, epoch: int = 0,
+               jitter: str = "segment") -> np.ndarray:
         """Render the `num` sampled frames of clip `index` (uint8 [num, H, W, 3])."""
         from uvtag import synth
 
@@ -226,7 +228,7 @@ class SyntheticMotion:
         if rng is None:
             indices = sample_span_indices(0, scene.num_frames, num)
         else:
-            indices = train_clip_indices(0, scene.num_frames, num, rng)
+            indices = train_clip_indices(0, scene.num_frames, num, rng, jitter)
         return scene.frames(indices)
 
 
@@ -254,9 +256,9 @@ class ClipDataset(torch.utils.data.Dataset):
             rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
             try:
                 if isinstance(self.source, SyntheticMotion):
-                    frames = self.source.frames(i, self.pre.frames, rng, self.epoch)
+                    frames = self.source.frames(i, self.pre.frames, rng, self.epoch, self.pre.jitter)
                 else:
-                    frames = self.source.frames(i, self.pre.frames, rng)
+                    frames = self.source.frames(i, self.pre.frames, rng, self.pre.jitter)
             except VideoError:
                 continue
             return _view(frames, self.pre, rng), self.source.label(i)

@@ -13,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dataclasses
+from pathlib import Path
 
 from torch import Tensor
 
 from uvtag.errors import UsageError
 from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model
 
-__all__ = ["ARCHS", "TIMM_CLIP", "clip_state_from_timm", "inflate_patch_kernel", "init_model", "model_config"]
+__all__ = ["ARCHS", "TIMM_CLIP", "clip_state_from_timm", "file_config", "inflate_patch_kernel", "init_model", "is_checkpoint_path",
+           "model_config", "zoo_config"]
 
 # full design (local MHRA + temporal downsampling + global blocks), by size
 ARCHS: dict[str, dict] = {
@@ -28,6 +30,7 @@ ARCHS: dict[str, dict] = {
     "l14": dict(input_resolution=224, patch_size=14, width=1024, layers=24, heads=16, n_layers=16),
 }
 TIMM_CLIP = {"b16": "vit_base_patch16_clip_224.openai", "l14": "vit_large_patch14_clip_224.openai"}
+HEAD_PREFIX = "backbone.transformer.proj.2."  # the classifier: new classes get a fresh one
 
 
 def model_config(arch: str, num_classes: int, frames: int = 8, *, dropout: float = 0.5, drop_path: float = 0.1) -> ModelConfig:
@@ -108,21 +111,48 @@ def _load_zoo(model: UniFormerV2, name: str, offline: bool | None, labels: Seque
     from uvtag.model.zoo import get_checkpoint
 
     source, source_labels = load_model(get_checkpoint(name), offline=offline)
+    _load_weights(model, source.state_dict(), source_labels, labels)
+
+
+def is_checkpoint_path(init: str) -> bool:
+    """Whether an `--init` value names a file (rather than random, clip or a zoo name)."""
+    return init not in ("random", "clip") and Path(init).expanduser().is_file()
+
+
+def _read_uvtag_file(path: str):
+    from uvtag.model.weights import read_checkpoint
+
+    loaded = read_checkpoint(Path(path).expanduser())
+    if loaded.layout != "uvtag":
+        raise UsageError(f"--init {path}: a file to start from must be a uvtag checkpoint (`uvtag train` output); "
+                         "for official weights use their zoo name")
+    return loaded
+
+
+def file_config(path: str, num_classes: int, frames: int | None = None) -> ModelConfig:
+    """The architecture of a uvtag checkpoint file with a head for `num_classes`."""
+    config = _read_uvtag_file(path).config
+    return dataclasses.replace(config, num_classes=num_classes, t_size=frames or config.t_size)
+
+
+def _load_weights(model: UniFormerV2, state: dict, source_labels: Sequence[str], labels: Sequence[str] | None) -> None:
     keep_head = labels is not None and tuple(source_labels) == tuple(labels)
-    state = {k: v for k, v in source.state_dict().items() if keep_head or not k.startswith("backbone.transformer.proj.2.")}
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict({k: v for k, v in state.items() if keep_head or not k.startswith(HEAD_PREFIX)}, strict=False)
 
 
 def init_model(config: ModelConfig, init: str, arch: str, *, offline: bool | None = None,
                labels: Sequence[str] | None = None) -> UniFormerV2:
-    """A model for training: `init` is "random", "clip" or a zoo name (its config must match).
+    """A model for training: `init` is "random", "clip", a zoo name or a uvtag checkpoint file.
 
-    A zoo model keeps its classifier when it was trained on exactly `labels` (continued training);
-    otherwise the head starts fresh.
+    A zoo model or file keeps its classifier when it was trained on exactly `labels` (continued
+    training); otherwise the head starts fresh.
     """
     model = build_model(config)
     if init == "clip":
         _load_clip(model, arch)
+    elif is_checkpoint_path(init):
+        loaded = _read_uvtag_file(init)
+        _load_weights(model, loaded.state_dict, loaded.labels or (), labels)
     elif init != "random":
         _load_zoo(model, init, offline, labels)
     return model

@@ -32,10 +32,10 @@ from tqdm import tqdm
 from uvtag.errors import CheckpointError, UsageError
 from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2
 from uvtag.model.weights import save_checkpoint
-from uvtag.train.augment import labels_allow_flip
+from uvtag.train.augment import JITTERS, labels_allow_flip
 from uvtag.train.data import (SYNTHETIC_MOTION, ClipDataset, Preprocess, SyntheticMotion, VideoSource,
                               read_csv, read_folder, split_items)
-from uvtag.train.init import init_model, model_config, zoo_config
+from uvtag.train.init import file_config, init_model, is_checkpoint_path, model_config, zoo_config
 from uvtag.train.schedule import lr_at
 
 __all__ = ["EpochStats", "TrainSettings", "train"]
@@ -68,6 +68,7 @@ class TrainSettings:
     crop_scale: float = 0.4  # smallest random-resized-crop area (fraction of the centre square)
     flip: str = "auto"  # auto (off for direction-sensitive class names), on, off
     jpeg: float = 0.0  # chance of JPEG artefacts per training clip
+    jitter: str = "segment"  # training sampler offsets: "segment" (official) or "shared"
     train_size: int = 2000  # synthetic clips per epoch
     val_size: int = 270  # synthetic validation clips
     workers: int = 1
@@ -147,6 +148,8 @@ def _checked(source: VideoSource, what: str, log):
 def _config(s: TrainSettings, num_classes: int) -> ModelConfig:
     if s.init in ("random", "clip"):
         return model_config(s.arch, num_classes, s.frames, dropout=s.dropout, drop_path=s.drop_path)
+    if is_checkpoint_path(s.init):
+        return file_config(s.init, num_classes, s.frames)
     return zoo_config(s.init, num_classes, s.frames)
 
 
@@ -280,10 +283,13 @@ def train(settings: TrainSettings, *, resume: bool = False, progress: bool = Tru
     flip = {"on": True, "off": False, "auto": labels_allow_flip(labels)}.get(s.flip)
     if flip is None:
         raise UsageError(f"--flip must be auto, on or off, got {s.flip!r}")
+    if s.jitter not in JITTERS:
+        raise UsageError(f"--jitter must be one of {', '.join(JITTERS)}, got {s.jitter!r}")
     torch.manual_seed(s.seed)
     config = _config(s, len(labels))
     model = init_model(config, s.init, s.arch, labels=labels).to(device)
-    pre = Preprocess(frames=config.t_size, size=config.input_resolution, crop_scale=(s.crop_scale, 1.0), flip=flip, jpeg_prob=s.jpeg)
+    pre = Preprocess(frames=config.t_size, size=config.input_resolution, crop_scale=(s.crop_scale, 1.0), flip=flip, jpeg_prob=s.jpeg,
+                     jitter=s.jitter)
     train_ds = ClipDataset(train_src, pre, True, s.seed)
     val_ds = ClipDataset(val_src, pre, False, s.seed) if val_src is not None else None
     opt = _optimizer(model, s)
