@@ -245,6 +245,32 @@ def test_train_from_a_uvtag_checkpoint_file(tmp_path):
 _SYNTH_TINY = ["--train-size", "24", "--val-size", "9", "--init", "random", "--dropout", "0.2"]
 
 
+def test_class_weights_change_how_often_classes_are_drawn(tmp_path):
+    from uvtag.train.data import ClipDataset, Preprocess, SyntheticMotion
+    from uvtag.train.loop import TrainSettings, _train_order, parse_class_weights
+
+    labels = synth.MOTION_CLASSES
+    weights = parse_class_weights("rotating clockwise=4, rotating counterclockwise=4,still=0", labels)
+    assert weights.tolist() == [1, 1, 1, 1, 4, 4, 1, 1, 0]
+    source = SyntheticMotion(900, "train", 0)
+    dataset = ClipDataset(source, Preprocess(frames=4, size=32), True)
+    settings = TrainSettings(data="synthetic:motion", out=str(tmp_path))
+    order = _train_order(dataset, settings, 0, weights)
+    drawn = np.bincount([source.label(i) for i in order], minlength=9) / len(order)
+    assert drawn[8] == 0 and abs(drawn[4] - 4 / 14) < 0.04 and abs(drawn[0] - 1 / 14) < 0.03
+    assert order == _train_order(dataset, settings, 0, weights)  # a function of (seed, epoch): resume replays it
+    assert sorted(_train_order(dataset, settings, 0, None)) == list(range(900))  # unweighted: a permutation
+    for bad in ("rotating=2", "still", "still=x", "still=-1", ",".join(f"{n}=0" for n in labels)):
+        with pytest.raises(UsageError):
+            parse_class_weights(bad, labels)
+    args = _train_args("synthetic:motion", tmp_path / "run", 1, _SYNTH_TINY + ["--class-weight", "still=3"])
+    assert runner.invoke(app, args).exit_code == 0
+    args = _train_args("synthetic:motion", tmp_path / "run2", 1, _SYNTH_TINY + ["--class-weight", "jumping=3"])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "one of the classes" in result.output
+
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from uvtag.cli import app; app()", *args]
 

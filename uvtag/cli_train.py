@@ -35,6 +35,8 @@ def train(
     jpeg: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance of JPEG artefacts per training clip.")] = 0.0,
     jitter: Annotated[str, typer.Option(help="Training frame sampler: segment (a random frame per segment, the official "
                                              "recipe) or shared (one offset: evenly spaced frames, as at test time).")] = "segment",
+    class_weight: Annotated[Optional[list[str]], typer.Option("--class-weight", help="LABEL=WEIGHT: draw that class's "
+                                                             "clips WEIGHT times as often (repeatable; others 1).")] = None,
     train_size: Annotated[int, typer.Option(min=1, help="synthetic:motion clips per epoch.")] = 2000,
     val_size: Annotated[int, typer.Option(min=1, help="synthetic:motion validation clips.")] = 270,
     workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 1,
@@ -61,7 +63,7 @@ def train(
         data=data, out=str(out), val=val, val_split=val_split, init=init, arch=arch, frames=frames, epochs=epochs,
         batch_size=batch_size, accum=accum, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing, dropout=dropout, drop_path=drop_path, crop_scale=crop_scale, flip=flip,
-        jpeg=jpeg, jitter=jitter, train_size=train_size, val_size=val_size, workers=workers, seed=seed, device=device,
+        jpeg=jpeg, jitter=jitter, class_weights=",".join(class_weight or []), train_size=train_size, val_size=val_size, workers=workers, seed=seed, device=device,
         num_clips=num_clips, num_crops=num_crops,
     )
 

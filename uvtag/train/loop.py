@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from uvtag.train.data import (SYNTHETIC_MOTION, ClipDataset, Preprocess, Synthet
 from uvtag.train.init import file_config, init_model, is_checkpoint_path, model_config, zoo_config
 from uvtag.train.schedule import lr_at
 
-__all__ = ["EpochStats", "TrainSettings", "train"]
+__all__ = ["EpochStats", "TrainSettings", "parse_class_weights", "train"]
 
 STATE_FILE, MODEL_FILE = "last.pt", "model.pt"
 STATE_FORMAT = "uvtag-train"
@@ -69,6 +69,7 @@ class TrainSettings:
     flip: str = "auto"  # auto (off for direction-sensitive class names), on, off
     jpeg: float = 0.0  # chance of JPEG artefacts per training clip
     jitter: str = "segment"  # training sampler offsets: "segment" (official) or "shared"
+    class_weights: str = ""  # "label=weight,label=weight": sampling weight per class (others 1)
     train_size: int = 2000  # synthetic clips per epoch
     val_size: int = 270  # synthetic validation clips
     workers: int = 1
@@ -195,9 +196,36 @@ def _load_state(path: Path, s: TrainSettings) -> dict:
 # ---------------------------------------------------------------------- epochs
 
 
-def _loader(dataset: ClipDataset, s: TrainSettings, epoch: int, train: bool) -> torch.utils.data.DataLoader:
+def parse_class_weights(text: str, labels: Sequence[str]) -> np.ndarray:
+    """Per-class sampling weights from "label=weight,label=weight" (unnamed classes weigh 1)."""
+    weights = np.ones(len(labels))
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.rpartition("=")
+        name = name.strip()
+        if not sep or name not in labels:
+            raise UsageError(f"--class-weight {part!r}: give LABEL=WEIGHT with one of the classes ({', '.join(labels)})")
+        try:
+            weights[list(labels).index(name)] = float(value)
+        except ValueError:
+            raise UsageError(f"--class-weight {part!r}: the weight must be a number") from None
+    if (weights < 0).any() or not weights.any() or not np.isfinite(weights).all():
+        raise UsageError("--class-weight: weights must be finite, >= 0, and not all 0")
+    return weights
+
+
+def _train_order(dataset: ClipDataset, s: TrainSettings, epoch: int, class_weights: np.ndarray | None) -> list[int]:
+    """The epoch's sample order: a permutation, or a weighted draw with replacement when classes are weighted."""
+    rng = np.random.default_rng([s.seed, epoch, 1])
+    if class_weights is None:
+        return rng.permutation(len(dataset)).tolist()
+    p = class_weights[[dataset.source.label(i) for i in range(len(dataset))]]
+    return rng.choice(len(dataset), size=len(dataset), replace=True, p=p / p.sum()).tolist()
+
+
+def _loader(dataset: ClipDataset, s: TrainSettings, epoch: int, train: bool,
+            class_weights: np.ndarray | None = None) -> torch.utils.data.DataLoader:
     dataset.set_epoch(epoch)
-    order = np.random.default_rng([s.seed, epoch, 1]).permutation(len(dataset)).tolist() if train else None
+    order = _train_order(dataset, s, epoch, class_weights) if train else None
     return torch.utils.data.DataLoader(dataset, batch_size=s.batch_size, sampler=order, drop_last=train and len(dataset) >= s.batch_size,
                                        num_workers=s.workers, worker_init_fn=_worker_init)
 
@@ -294,7 +322,8 @@ def train(settings: TrainSettings, *, resume: bool = False, progress: bool = Tru
     val_ds = ClipDataset(val_src, pre, False, s.seed) if val_src is not None else None
     opt = _optimizer(model, s)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
-    per_epoch = _steps_per_epoch(len(_loader(train_ds, s, 0, True)), s.accum)
+    weights = parse_class_weights(s.class_weights, labels) if s.class_weights else None
+    per_epoch = _steps_per_epoch(len(_loader(train_ds, s, 0, True, weights)), s.accum)
     total, warmup = per_epoch * s.epochs, int(round(per_epoch * s.warmup_epochs))
     start, step, history = 0, 0, []
     if resume and state_path.exists():
@@ -310,7 +339,7 @@ def train(settings: TrainSettings, *, resume: bool = False, progress: bool = Tru
         f"{len(labels)} classes, flip {'on' if flip else 'off'}, device {device}")
     for epoch in range(start, s.epochs):
         started = time.perf_counter()
-        tr_loss, tr_acc, step = _train_epoch(model, _loader(train_ds, s, epoch, True), opt, scaler, s, device,
+        tr_loss, tr_acc, step = _train_epoch(model, _loader(train_ds, s, epoch, True, weights), opt, scaler, s, device,
                                              epoch, step, total, warmup, progress)
         va_loss, va_acc = evaluate(model, _loader(val_ds, s, epoch, False), device) if val_ds else (float("nan"),) * 2
         stats = EpochStats(epoch + 1, tr_loss, tr_acc, va_loss, va_acc, time.perf_counter() - started,
