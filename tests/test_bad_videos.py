@@ -181,8 +181,13 @@ def test_isolated_reader_has_the_reader_api(videos):
 
 def test_worker_startup_is_not_cut_by_a_short_request_timeout(videos):
     """Starting the worker (a new interpreter + imports) takes far more than 50 ms; only requests use the short timeout."""
+    from uvtag.video import isolated
+
+    isolated.shutdown_workers()  # a fresh worker, then the same one reused for a file no decoder opens
     with IsolatedReader(videos["h264"], timeout_sec=0.05) as r:
         assert r.info.num_frames == 40
+    with pytest.raises(VideoError, match="cannot open"):  # a reused worker: trying every decoder (first imports) may take long too
+        IsolatedReader(videos["text"], timeout_sec=0.05)
 
 
 def test_workers_are_reused_across_files_and_replaced_after_a_crash(videos, monkeypatch):

@@ -29,7 +29,7 @@ from uvtag.errors import VideoError
 from uvtag.results import VideoInfo
 
 DEFAULT_TIMEOUT_SEC = 60.0  # per request (open, one get_frames call, or one streamed frame)
-STARTUP_TIMEOUT_SEC = 30.0  # a new worker's first answer also waits for the interpreter and its imports (slow on a loaded machine)
+STARTUP_TIMEOUT_SEC = 30.0  # opening a file: may wait for a new interpreter or a decoder's first import (slow on a loaded machine)
 MAX_FILES_PER_WORKER = 200
 MAX_IDLE_WORKERS = 4
 
@@ -106,7 +106,6 @@ class _Worker:
         self.proc.start()
         child.close()
         self.files = 0  # files opened so far
-        self.answered = False  # False until its first answer (start-up still under way)
 
     def kill(self) -> None:
         """Stop it now (SIGKILL) and reap it."""
@@ -183,9 +182,11 @@ class IsolatedReader:
         self._pending = False  # a request whose answer has not been read completely
         self.worker_pid = self._worker.proc.pid
         self._worker.files += 1
-        startup = None if self._worker.answered else max(self.timeout_sec, STARTUP_TIMEOUT_SEC)
+        # opening waits longer: a new worker is still importing, and a reused one imports the
+        # fall-back decoders (decord, OpenCV) the first time a file needs them
         try:
-            self.info: VideoInfo = self._request(("open", self.path, backend, _fault, _fault_at), startup)
+            self.info: VideoInfo = self._request(("open", self.path, backend, _fault, _fault_at),
+                                                 max(self.timeout_sec, STARTUP_TIMEOUT_SEC))
         except VideoError:
             self._release()
             raise
@@ -204,7 +205,6 @@ class IsolatedReader:
         if answer is None:
             reason = self._worker_failed(timed_out=not ready, waited_sec=wait)
             raise VideoError(f"{self.path}: {reason}")
-        worker.answered = True
         status, value = answer
         if status != "item":
             self._pending = False
