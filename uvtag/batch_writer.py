@@ -22,7 +22,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,37 @@ from uvtag.errors import UsageError
 from uvtag.results import SCHEMA_VERSION, Failure, VideoPrediction
 from uvtag.writers import csv_text, failure_record, format_score, format_sec, json_line, one_line, video_record
 
-__all__ = ["BATCH_CSV_COLUMNS", "BATCH_FORMATS", "BatchWriter"]
+__all__ = ["BATCH_CSV_COLUMNS", "BATCH_CSV_HEADER", "BATCH_FORMATS", "BatchWriter", "csv_rows"]
 
 BATCH_FORMATS = ("csv", "jsonl", "json")
 BATCH_CSV_COLUMNS = (
     "row_type", "path", "start_sec", "end_sec", "rank", "label", "class_index", "score", "error"
 )
+
+
+BATCH_CSV_HEADER = csv_text([BATCH_CSV_COLUMNS])
+
+
+def csv_rows(text: str, start: int, name: str, hint: str = "") -> Iterator[tuple[list[str], str]]:
+    """(row, its exact text) for each complete batch CSV row of `text` from offset `start`.
+
+    Stops quietly at a last row cut short by a kill (or a torn quoted field); raises UsageError
+    (`hint` appended) for a row that uvtag did not write: other quoting or another column count.
+    """
+    pos = start
+    reader = csv.reader(io.StringIO(text[pos:], newline=""))
+    while True:
+        try:
+            row = next(reader)
+        except (StopIteration, csv.Error):  # end, or a quoted field torn by a kill
+            return
+        raw = csv_text([row])
+        if text[pos : pos + len(raw)] != raw or len(row) != len(BATCH_CSV_COLUMNS):
+            if pos + len(raw) >= len(text):  # the last row, cut short by a kill
+                return
+            raise UsageError(f"{name}: the row near character {pos} is not uvtag's{hint}")
+        pos += len(raw)
+        yield row, raw
 
 
 class _RowCodec:
@@ -56,7 +81,7 @@ class _RowCodec:
 
 
 class _CsvRows(_RowCodec):
-    header = csv_text([BATCH_CSV_COLUMNS])
+    header = BATCH_CSV_HEADER
 
     def video(self, prediction: VideoPrediction) -> str:
         p = prediction
@@ -82,21 +107,8 @@ class _CsvRows(_RowCodec):
             raise UsageError(f"{name}: not a uvtag batch CSV (its header differs); cannot resume it")
         done: set[str] = set()
         pos = keep = len(self.header)
-        reader = csv.reader(io.StringIO(text[pos:], newline=""))
-        while True:
-            try:
-                row = next(reader)
-            except (StopIteration, csv.Error):  # end, or a torn quoted field at the end
-                break
-            raw = csv_text([row])
-            if text[pos : pos + len(raw)] != raw:
-                if pos + len(raw) >= len(text):  # the last row, cut short by a kill
-                    break
-                raise UsageError(f"{name}: a row near character {pos} is not uvtag's; cannot resume it")
+        for row, raw in csv_rows(text, pos, name, "; cannot resume it"):
             pos += len(raw)
-            if len(row) != len(BATCH_CSV_COLUMNS):
-                raise UsageError(f"{name}: a row has {len(row)} columns, expected "
-                                 f"{len(BATCH_CSV_COLUMNS)}; cannot resume it")
             kind, path, rank = row[0], row[1], row[4]
             if kind == "failure" or (kind == "video" and rank in ("1", "")):
                 keep = pos  # a block ends here

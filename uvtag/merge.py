@@ -17,9 +17,7 @@ jsonl mix freely. Paths are matched exactly as written, so run every shard with 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -29,7 +27,7 @@ from typing import Any
 from uvtag.errors import UsageError
 from uvtag.results import SCHEMA_VERSION
 from uvtag.atomic import ENCODING, atomic_write
-from uvtag.batch_writer import BATCH_CSV_COLUMNS, BATCH_FORMATS
+from uvtag.batch_writer import BATCH_CSV_HEADER, BATCH_FORMATS, csv_rows
 from uvtag.writers import format_from_path
 
 
@@ -62,32 +60,13 @@ class MergeSummary:
     unexpected: list[str] = dataclasses.field(default_factory=list)  # in a file, not expected
 
 
-def _csv_line(row: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(row)
-    return buffer.getvalue()
-
-
-_CSV_HEADER = _csv_line(BATCH_CSV_COLUMNS)
-
-
 def _read_csv(text: str, name: str) -> tuple[list[Block], bool]:
-    if not text.startswith(_CSV_HEADER):
+    if not text.startswith(BATCH_CSV_HEADER):
         raise UsageError(f"{name}: not a uvtag batch CSV (its header differs)")
     blocks: list[Block] = []
     lines: list[str] = []
-    pos = len(_CSV_HEADER)
-    reader = csv.reader(io.StringIO(text[pos:], newline=""))
-    while True:
-        try:
-            row = next(reader)
-        except (StopIteration, csv.Error):  # end, or a quoted field torn by a kill
-            break
-        raw = _csv_line(row)
-        if text[pos : pos + len(raw)] != raw or len(row) != len(BATCH_CSV_COLUMNS):
-            if pos + len(raw) >= len(text):  # the last row, cut short
-                break
-            raise UsageError(f"{name}: the row near character {pos} is not uvtag's")
+    pos = len(BATCH_CSV_HEADER)
+    for row, raw in csv_rows(text, pos, name):
         pos += len(raw)
         lines.append(raw)
         kind, path, rank = row[0], row[1], row[4]
@@ -184,7 +163,7 @@ def render(blocks: Sequence[Block], fmt: str) -> str:
     if any((b.fmt == "csv") != (fmt == "csv") for b in blocks):
         raise UsageError("csv batch files merge only into csv, and json/jsonl only into json/jsonl")
     if fmt == "csv":
-        return _CSV_HEADER + "".join(b.text for b in blocks)
+        return BATCH_CSV_HEADER + "".join(b.text for b in blocks)
     if fmt == "jsonl":
         return "".join(b.text if b.fmt == "jsonl" else
                        json.dumps({"schema_version": SCHEMA_VERSION, **_document_record(b)}, ensure_ascii=False) + "\n"
