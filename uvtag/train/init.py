@@ -10,9 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import Tensor

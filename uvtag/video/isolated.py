@@ -223,7 +223,8 @@ class IsolatedReader:
             return f"decoder crashed (signal {-code}, {signal.Signals(-code).name})"
         return f"decoder process exited unexpectedly (exit code {code})"
 
-    def _request(self, message: tuple, timeout_sec: float | None = None):
+    def _send(self, message: tuple) -> None:
+        """Send one request; its answer (or answers) are pending until read."""
         if self._worker is None:
             raise VideoError(f"{self.path}: reader is closed")
         try:
@@ -231,6 +232,9 @@ class IsolatedReader:
         except (BrokenPipeError, OSError):
             raise VideoError(f"{self.path}: {self._worker_failed(timed_out=False)}") from None
         self._pending = True
+
+    def _request(self, message: tuple, timeout_sec: float | None = None):
+        self._send(message)
         return self._receive(timeout_sec)
 
     def get_frames(self, indices: Sequence[int], size: tuple[int, int] | None = None) -> np.ndarray:
@@ -239,13 +243,7 @@ class IsolatedReader:
 
     def iter_frames(self, indices: Iterable[int], size: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """As VideoReader.iter_frames; `indices` is materialized and sent to the worker in one message."""
-        if self._worker is None:
-            raise VideoError(f"{self.path}: reader is closed")
-        try:
-            self._worker.conn.send(("iter", list(indices), size))
-        except (BrokenPipeError, OSError):
-            raise VideoError(f"{self.path}: {self._worker_failed(timed_out=False)}") from None
-        self._pending = True
+        self._send(("iter", list(indices), size))
         while True:
             answer = self._receive()
             if answer is None:
