@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from videogen import frame_index_of, is_rgb_order, videos, vfr_pts_ms  # noqa: F401  (videos is a fixture)
+from videogen import frame_index_of, is_rgb_order, videos, vfr_pts_ms, write_video  # noqa: F401  (videos is a fixture)
 
 from uvtag.errors import VideoError
 from uvtag.video import backends, reader
@@ -114,6 +114,26 @@ def test_sparse_seeks_equal_sequential_decode(videos):
             got = r.get_frames(order)
             for i, f in zip(order, got):
                 np.testing.assert_array_equal(f, seq[i])
+
+
+def test_unwanted_non_reference_frames_are_skipped_bit_exactly(tmp_path):
+    # x264 "medium" with B-frames and no B-pyramid: every B-frame is a non-reference frame
+    path = write_video(tmp_path / "bframes.mp4", num_frames=60, gop=30,
+                       encoder_options={"preset": "medium", "x264-params": "bframes=3:b-pyramid=none:b-adapt=0"})
+    with open_video(path, "pyav") as r:
+        full = dict(r.iter_frames(range(60)))
+        everything = r._impl.decoded
+        targets = [3, 10, 11, 25, 40, 58]
+        sparse = list(r.iter_frames(targets, size=None))
+        skipping = r._impl.decoded - everything
+        again = r.get_frames([58, 3])  # a fresh pass, seeking back: the decoder decodes everything it needs again
+    assert everything >= 60
+    assert [i for i, _ in sparse] == targets
+    for i, frame in sparse:
+        np.testing.assert_array_equal(frame, full[i])  # same pixels as a full decode
+        assert frame_index_of(frame) == i
+    assert [frame_index_of(f) for f in again] == [58, 3]
+    assert skipping < 45, skipping  # B-frames between the targets were not decoded (a full pass decodes 60)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

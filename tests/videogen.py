@@ -83,16 +83,18 @@ def write_video(
     with_audio: bool = False,
     gop: int | None = None,
     container_options: dict[str, str] | None = None,
+    encoder_options: dict[str, str] | None = None,
 ) -> Path:
     """Write `num_frames` indexed frames; `pts_ms` gives explicit presentation times (VFR).
 
     Args:
         size: (height, width) of the stored frames.
         gop: keyframe interval in frames (small values make seeking paths run in tiny files).
+        encoder_options: added to (or replacing) the codec's default encoder options.
     """
     path = Path(path)
     _suffix, options, pix_fmt = CODECS[codec]
-    options = dict(options)
+    options = {**options, **(encoder_options or {})}
     if gop is not None:
         options["g"] = str(gop)
         if codec == "hevc":

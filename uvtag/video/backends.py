@@ -13,11 +13,12 @@ as displayed (rotation applied).
 from __future__ import annotations
 
 import bisect
+import collections
 import importlib.util
 import os
 import itertools
 import sys
-from typing import Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -61,6 +62,43 @@ def _stored_size(size: Size, rotation: int) -> Size:
     return size[1], size[0]
 
 
+class _Targets:
+    """Ascending frame indices, pulled lazily, that can also answer "is frame i wanted?".
+
+    Iterating gives the targets in order; `wants(i)` pulls just far enough ahead (up to i) to know.
+    The decoder runs only a few packets ahead of the frames it returns, so the look-ahead stays short.
+    """
+
+    def __init__(self, indices: Iterable[int]) -> None:
+        self._source = iter(indices)
+        self._ahead: collections.deque[int] = collections.deque()
+        self._open: set[int] = set()  # the current target and the pulled-ahead ones
+        self._last = -1  # the largest index pulled so far
+        self._current: int | None = None
+
+    def __iter__(self) -> "_Targets":
+        return self
+
+    def __next__(self) -> int:
+        self._open.discard(self._current)
+        self._current = self._ahead.popleft() if self._ahead else self._pull()
+        self._open.add(self._current)
+        return self._current
+
+    def _pull(self) -> int:
+        self._last = next(self._source)
+        return self._last
+
+    def wants(self, idx: int) -> bool:
+        while self._last < idx:
+            try:
+                self._ahead.append(self._pull())
+            except StopIteration:
+                break
+            self._open.add(self._ahead[-1])
+        return idx in self._open
+
+
 # ----------------------------------------------------------------------------------------- PyAV
 class PyAVBackend:
     """PyAV (FFmpeg 8 in the wheel): first choice, it decodes every codec tried and reports errors.
@@ -70,6 +108,11 @@ class PyAVBackend:
     (we count demuxed packets); seeking is by time, which index/fps gets wrong on VFR (we index frames
     by their sorted packet pts and seek to the pts of the keyframe before the target); a bad packet
     ends `container.decode()` (we decode packet by packet and skip bad ones).
+
+    Speed: `iter_frames` tells the decoder to drop non-reference frames nobody asked for (FFmpeg's
+    `skip_frame`, set per packet). No other frame depends on them, so the frames returned are
+    bit-identical; sparse and sliding-window reads of an H.264 file with B-frames cost ~25% less
+    CPU (720p, 8 frames per 2 s window: 4.0 -> 3.0 CPU-s for 3,600 frames).
     """
 
     name = "pyav"
@@ -80,6 +123,8 @@ class PyAVBackend:
 
         self._av = av
         self.path = path
+        self.decoded = 0  # frames the decoder produced (skipped non-reference frames are not)
+        self._skip = "DEFAULT"
         try:
             self._container = av.open(path, metadata_errors="ignore")
         except (av.error.FFmpegError, OSError, UnicodeError) as e:
@@ -164,11 +209,19 @@ class PyAVBackend:
                 return last + 1
         return 0
 
-    def _decode_from(self, key_index: int) -> Iterator[tuple[int, "object"]]:
-        """Seek to the keyframe with frame index `key_index` and yield (index, av.VideoFrame) to the end."""
+    def _decode_from(self, key_index: int, wants: Callable[[int], bool] | None = None) -> Iterator[tuple[int, "object"]]:
+        """Seek to the keyframe with frame index `key_index` and yield (index, av.VideoFrame) to the end.
+
+        `wants(i)` says whether frame i is needed; packets of unneeded frames are decoded only if other
+        frames reference them (skip_frame NONREF). None decodes everything.
+        """
         self._container.seek(int(self._pts[key_index]), stream=self._stream, backward=True)
         bad_in_a_row = 0
         for packet in self._container.demux(self._stream):
+            if wants is not None or self._skip != "DEFAULT":
+                p = packet.pts if packet.pts is not None else packet.dts
+                idx = self._index_of(p) if packet.size else None
+                self._set_skip("NONREF" if wants is not None and idx is not None and not wants(idx) else "DEFAULT")
             try:
                 frames = packet.decode()
                 bad_in_a_row = 0
@@ -182,10 +235,16 @@ class PyAVBackend:
                     raise DecodeFailure(f"decoder error: {_one_line(e)}")
                 continue
             for frame in frames:
+                self.decoded += 1
                 p = frame.pts if frame.pts is not None else frame.dts
                 idx = self._index_of(p)
                 if idx is not None:
                     yield idx, frame
+
+    def _set_skip(self, mode: str) -> None:
+        if mode != self._skip:  # FFmpeg reads it when the next packet is sent (also with frame threads)
+            self._stream.codec_context.skip_frame = mode
+            self._skip = mode
 
     def _index_of(self, pts: int | None) -> int | None:
         """Frame index of a presentation timestamp (binary search in the sorted pts; no per-frame dict)."""
@@ -212,13 +271,15 @@ class PyAVBackend:
         """Yield (index, frame) for sorted unique `indices`: decode forward, seek when the gap is large.
 
         A seek costs decoding from the keyframe before the target plus SEEK_COST_FRAMES; continuing
-        costs decoding every frame in the gap. Skipped frames are decoded but never converted to RGB.
+        costs decoding every frame in the gap. Frames in the gap are decoded only when they are
+        reference frames, and never converted to RGB.
         """
+        targets = _Targets(indices)
         frames, pos = None, -1
-        for target in indices:
+        for target in targets:
             key = self._key_idx[bisect.bisect_right(self._key_idx, target) - 1]
             if frames is None or (key > pos and target - pos > target - key + SEEK_COST_FRAMES):
-                frames, pos = self._decode_from(key), key - 1
+                frames, pos = self._decode_from(key, targets.wants), key - 1
             for idx, frame in frames:
                 pos = idx
                 if idx >= target:
