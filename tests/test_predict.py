@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from uvtag.errors import DeviceError, UsageError
-from uvtag.infer.predict import Predictor, pick_device, pick_dtype
+from uvtag.infer.predict import Predictor, default_batch_size, pick_device, pick_dtype
 from uvtag.model import ModelConfig, build_model
 
 TINY = ModelConfig(input_resolution=16, patch_size=4, width=32, layers=2, heads=4, t_size=4,
@@ -73,3 +73,13 @@ def test_bf16_predictor_keeps_top1():
     bf16 = Predictor(model, torch.device("cpu"), dtype=torch.bfloat16).logits(clips)
     assert bf16.dtype == torch.float32
     assert torch.equal(fp32.argmax(1), bf16.argmax(1))
+
+
+def test_default_batch_size_is_larger_for_small_models_on_the_cpu():
+    import uvtag
+
+    cpu = torch.device("cpu")
+    assert default_batch_size(build_model(ModelConfig(num_classes=5)), cpu) == 2  # B/16-sized: 2 per pass
+    assert uvtag.load("motion-tiny", device="cpu").predictor.batch_size == 16  # through the real loader
+    assert uvtag.load("motion-tiny", device="cpu", batch_size=3).predictor.batch_size == 3
+    assert default_batch_size(build_model(ModelConfig(num_classes=5)), torch.device("cuda")) == 8

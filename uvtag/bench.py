@@ -439,7 +439,7 @@ def _reset_peaks(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def bench_end_to_end(bm: BenchModel, videos: dict, *, device: torch.device, precision: str, batch: int,
+def bench_end_to_end(bm: BenchModel, videos: dict, *, device: torch.device, precision: str, batch: int | None,
                      window_sec: float, stride_sec: float, tasks: Sequence[str] = ("classify", "batch", "localize"),
                      ffmpeg_fps: float | None = None, model_runs: int = 1, log: Log = lambda s: None) -> list[dict]:
     """classify / batch / localize through the real `Tagger` and batch runner, each vs model-only
@@ -599,7 +599,7 @@ def run_suite(opts: BenchOptions, log: Log = lambda s: None) -> dict:
         for arch in opts.e2e_archs:
             bm = get(arch)
             window, stride = _window_for(bm)
-            batch = opts.e2e_batch or max(opts.batch_sizes)
+            batch = opts.e2e_batch  # None: what the CLI uses (see infer.predict.default_batch_size)
             result["end_to_end"].extend(bench_end_to_end(
                 bm, videos, device=device, precision=opts.e2e_precision, batch=batch, window_sec=window,
                 stride_sec=stride, ffmpeg_fps=ffmpeg_long,

@@ -40,7 +40,7 @@ def bench(
     e2e: Annotated[bool, typer.Option("--e2e/--no-e2e", help="End to end: classify, batch, localize.")] = True,
     e2e_arch: Annotated[Optional[list[str]], typer.Option(help="Models for the end-to-end rows (repeatable). Default: as --arch.")] = None,
     e2e_precision: Annotated[str, typer.Option(help="Precision for the end-to-end rows (auto = the CLI default).")] = "auto",
-    e2e_batch: Annotated[Optional[int], typer.Option(min=1, help="Batch size for the end-to-end rows (default: largest of --batch-sizes).")] = None,
+    e2e_batch: Annotated[Optional[int], typer.Option(min=1, help="Batch size for the end-to-end rows (default: what uvtag uses, 2 on the CPU, 16 for small models, 8 on CUDA).")] = None,
     long_sec: Annotated[float, typer.Option(min=1.0, help="Length of the long video for localize, seconds.")] = 120.0,
     clip_sec: Annotated[float, typer.Option(min=1.0, help="Length of each generated clip, seconds.")] = 10.0,
     num_clips: Annotated[int, typer.Option(min=1, help="Clips in the folder for batch.")] = 4,

@@ -25,7 +25,7 @@ import torch
 
 from uvtag.errors import CheckpointError, UvtagError
 from uvtag.infer.clips import assemble_clips, needed_frames, prefetch
-from uvtag.infer.predict import Predictor, pick_device, pick_dtype
+from uvtag.infer.predict import Predictor, default_batch_size, pick_device, pick_dtype
 from uvtag.infer.segments import to_segments
 from uvtag.infer.views import aggregate, test_views, top_k
 from uvtag.infer.windows import clip_spans, window_spans
@@ -78,7 +78,7 @@ class Tagger:
         self.backend = backend
         self.isolate = isolate
         self.decode_timeout_sec = decode_timeout_sec
-        self.predictor = Predictor(model, dev, pick_dtype(dev, precision), batch_size or (8 if dev.type == "cuda" else 2))
+        self.predictor = Predictor(model, dev, pick_dtype(dev, precision), batch_size or default_batch_size(model, dev))
 
     @property
     def name(self) -> str:
@@ -241,7 +241,7 @@ def load(model: str | Path = DEFAULT_MODEL, *, arch: str | None = None, device: 
         arch: the zoo entry an official file belongs to (frames, views, labels).
         device: "auto", "cpu", "cuda", "cuda:N".
         precision: "auto" (fp32 on CPU, bf16/fp16 on CUDA), "fp32", "bf16", "fp16".
-        batch_size: clips per forward pass (default 2 on CPU, 8 on CUDA).
+        batch_size: clips per forward pass (default: 8 on CUDA; 2 on the CPU, 16 for small models).
         cache_dir, offline, progress: where and whether to download (see `uvtag.model.download`).
         backend: force a video backend.
         isolate: decode in reused child processes (a crashing decoder costs one video).

@@ -48,6 +48,15 @@ def pick_device(requested: str | None = "auto") -> torch.device:
     return device
 
 
+def default_batch_size(model: torch.nn.Module, device: torch.device) -> int:
+    """Clips per forward pass when the user gives none: 8 on CUDA; on the CPU 2, or 16 for small
+    models (motion-tiny on 1 thread: 116 clips/s at batch 2, 142 at 4, 179 at 16, 187 at 32)."""
+    if device.type == "cuda":
+        return 8
+    config = getattr(model, "config", None)
+    return 16 if config is not None and gmac_per_view(config) < SMALL_MODEL_GMAC else 2
+
+
 def pick_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
     """Compute dtype: fp32 on CPU by default (exact to the official numbers); bf16/fp16 autocast on CUDA."""
     if precision not in PRECISIONS:
