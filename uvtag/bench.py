@@ -527,7 +527,7 @@ class BenchOptions:
     e2e_batch: int | None = None
     long_sec: float = 120.0
     clip_sec: float = 10.0
-    num_clips: int = 4
+    num_clips: int = 12
     height: int = 720
     peak_sizes: tuple[int, ...] = (2048, 3072)
 

@@ -43,7 +43,7 @@ def bench(
     e2e_batch: Annotated[Optional[int], typer.Option(min=1, help="Batch size for the end-to-end rows (default: what uvtag uses, 2 on the CPU, 16 for small models, 8 on CUDA).")] = None,
     long_sec: Annotated[float, typer.Option(min=1.0, help="Length of the long video for localize, seconds.")] = 120.0,
     clip_sec: Annotated[float, typer.Option(min=1.0, help="Length of each generated clip, seconds.")] = 10.0,
-    num_clips: Annotated[int, typer.Option(min=1, help="Clips in the folder for batch.")] = 4,
+    num_clips: Annotated[int, typer.Option(min=1, help="Clips in the folder for batch (and for classify); enough that the first decode, which nothing hides, is noise.")] = 12,
     height: Annotated[int, typer.Option(min=32, help="Generated video height (16:9).")] = 720,
     peak_size: Annotated[str, typer.Option(help="Comma-separated square matmul sizes for the peak.")] = "2048,3072",
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to FILE ('-' = stdout).")] = None,
