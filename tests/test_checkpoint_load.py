@@ -24,7 +24,8 @@ from uvtag.model.weights import (
     reorder_classes,
     save_checkpoint,
 )
-from uvtag.model.zoo import get_checkpoint, infer_architecture
+from uvtag.model.shapes import infer_architecture
+from uvtag.model.zoo import get_checkpoint
 
 DATA = Path(__file__).parent / "data"
 KEYS = {  # key schema file -> zoo entry with that architecture

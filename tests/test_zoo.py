@@ -9,13 +9,13 @@ import pytest
 
 from uvtag.errors import UnknownModelError, UsageError
 from uvtag.labels import available_label_lists, labels_for, placeholder_labels, read_label_file, read_labels
+from uvtag.model.shapes import describe_config
 from uvtag.model.zoo import (
     CHECKPOINTS,
     HF_ROOT,
     MMACTION2_ROOT,
     OSS_ROOT,
     available_models,
-    describe_config,
     get_checkpoint,
 )
 

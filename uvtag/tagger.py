@@ -31,7 +31,8 @@ from uvtag.infer.views import aggregate, test_views, top_k
 from uvtag.infer.windows import clip_spans, window_spans
 from uvtag.model.uniformerv2 import UniFormerV2, build_model
 from uvtag.model.weights import load_into, load_model, read_checkpoint
-from uvtag.model.zoo import CHECKPOINTS, Checkpoint, describe_config, get_checkpoint
+from uvtag.model.shapes import describe_config
+from uvtag.model.zoo import CHECKPOINTS, Checkpoint, get_checkpoint
 from uvtag.results import ClipPrediction, Failure, LocalizationResult, VideoInfo, VideoPrediction
 from uvtag.video.isolated import IsolatedReader
 from uvtag.video.reader import VideoReader, open_video
