@@ -32,10 +32,10 @@ from uvtag.infer.views import aggregate
 from uvtag.model.zoo import MOTION_TINY_TOP1
 
 NUM_CLIPS = 300
-NUM_UNTRIMMED = 5
-TOP1_FLOOR = 0.90  # the measured figure less a margin: a regression guard, not the target
+NUM_UNTRIMMED = 10
+TOP1_FLOOR = 0.93  # the measured figure less a margin: a regression guard, not the target
 MAP50_FLOOR = 0.75
-CARD_MAP = (0.867, 0.660)  # mAP at tIoU 0.5 and 0.75 in weights/MOTION_TINY.md
+CARD_MAP = (0.822, 0.530)  # mAP at tIoU 0.5 and 0.75 in weights/MOTION_TINY.md (10 videos, 80 actions)
 NOT_YET = "issue 5 target not met by the bundled model (see weights/MOTION_TINY.md)"
 runner = CliRunner()
 
