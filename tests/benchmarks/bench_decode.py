@@ -2,7 +2,7 @@
 
     python tests/benchmarks/bench_decode.py [--dir /tmp/uvtag_bench] [--long-min 30] [--backends pyav,decord]
 
-Generates (once, cached in --dir) a 60 s 720p H.264 file (x264 veryfast, keyint 250, like
+Generates (once, cached in --dir; `uvtag.bench` helpers) a 60 s 720p H.264 file (x264 veryfast, keyint 250, like
 ENVIRONMENT.md section 3) and a long file made by remuxing it --long-min times (no re-encode), then prints
 frames/s for: the ffmpeg CLI (`ffmpeg -threads 2 -i f -f null -`), full decode, sparse 8-frame clip
 sampling, and the sliding-window pattern (8 frames per 2 s window, stride 1 s, converted at 224 short
@@ -13,64 +13,17 @@ that process's peak RSS (VmHWM; resource.getrusage's ru_maxrss survives exec on 
 from __future__ import annotations
 
 import argparse
-import resource
-import shutil
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
+from uvtag.bench import ffmpeg_decode_fps, make_video, peak_rss_mib, repeat_video, window_frame_indices  # noqa: E402
 from uvtag.video.reader import open_video  # noqa: E402
 
 WINDOW_SEC, STRIDE_SEC, FRAMES_PER_WINDOW = 2.0, 1.0, 8
 SIZE_224 = (224, 398)  # 720p scaled to 224 short side, aspect kept
-
-
-def make_720p(path: Path, seconds: int = 60, fps: int = 30) -> None:
-    """Moving textured content (so the encoder has real work), x264 veryfast, keyint 250."""
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)  # 720x1280 blocks
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "g": "250"})
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-        for i in range(seconds * fps):
-            img = np.roll(base, (i * 3, i * 5), axis=(0, 1))
-            img[: 40 + (i % 200), :200] = (i * 7) % 256
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        out.mux(stream.encode())
-
-
-def make_long(src: Path, dst: Path, repeats: int) -> None:
-    """Concatenate `repeats` copies of src by remuxing packets with shifted timestamps."""
-    with av.open(str(src)) as probe:
-        span = int(probe.streams.video[0].duration)
-    with av.open(str(dst), "w") as out:
-        out_stream = None
-        for k in range(repeats):
-            with av.open(str(src)) as inp:
-                s = inp.streams.video[0]
-                out_stream = out_stream or out.add_stream_from_template(s)
-                for packet in inp.demux(s):
-                    if packet.dts is None:
-                        continue
-                    packet.pts += k * span
-                    packet.dts += k * span
-                    packet.stream = out_stream
-                    out.mux(packet)
-
-
-def window_indices(num_frames: int, fps: float) -> list[int]:
-    """Union of the indices of all sliding windows (8 uniformly spread frames per 2 s, stride 1 s)."""
-    win, stride = int(round(WINDOW_SEC * fps)), int(round(STRIDE_SEC * fps))
-    needed: set[int] = set()
-    for start in range(0, max(1, num_frames - win + 1), stride):
-        needed.update(start + (np.arange(FRAMES_PER_WINDOW) * win) // FRAMES_PER_WINDOW)
-    return sorted(needed)
 
 
 def timed(fn) -> tuple[float, object]:
@@ -79,22 +32,12 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def ffmpeg_fps(path: Path, n: int) -> float | None:
-    exe = shutil.which("ffmpeg")
-    if exe is None:
-        return None
-    cmd = [exe, "-v", "error", "-threads", "2", "-i", str(path), "-f", "null", "-"]
-    subprocess.run(cmd, check=True)  # warm the page cache
-    best = min(timed(lambda: subprocess.run(cmd, check=True))[0] for _ in range(2))
-    return n / best
-
-
 def bench_file(path: Path, backend: str) -> None:
     with open_video(path, backend) as r:
         n, fps = r.info.num_frames, r.info.fps
         t_full, _ = timed(lambda: sum(1 for _ in r.iter_frames(range(n))))
         t_full224, _ = timed(lambda: sum(1 for _ in r.iter_frames(range(n), size=SIZE_224)))
-        needed = window_indices(n, fps)
+        needed = window_frame_indices(n, fps, WINDOW_SEC, STRIDE_SEC, FRAMES_PER_WINDOW)
         t_win, _ = timed(lambda: sum(1 for _ in r.iter_frames(needed, size=SIZE_224)))
     clip_ms = []
     for k in range(3):  # TSN-like 8-frame clips at segment centres, including the open
@@ -110,21 +53,13 @@ def bench_file(path: Path, backend: str) -> None:
     print(f"  [{backend}] sparse 8-frame clip (open + seek) : {min(clip_ms):7.0f} ms/clip = {8000 / min(clip_ms):.0f} frames/s")
 
 
-def peak_rss_mib() -> float:
-    """This process's peak RSS in MiB: VmHWM (ru_maxrss is not reset by exec, so it would show the parent's)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def stream_long(path: str) -> None:
     """Child-process stage: stream the long file with the window pattern, report time and peak RSS."""
     rss0 = peak_rss_mib()
     t0 = time.perf_counter()
     with open_video(path) as r:
         t_open = time.perf_counter() - t0
-        needed = window_indices(r.info.num_frames, r.info.fps)
+        needed = window_frame_indices(r.info.num_frames, r.info.fps, WINDOW_SEC, STRIDE_SEC, FRAMES_PER_WINDOW)
         count = sum(1 for _ in r.iter_frames(needed, size=SIZE_224))
         n = r.info.num_frames
     elapsed = time.perf_counter() - t0
@@ -147,15 +82,15 @@ def main() -> None:
     d.mkdir(parents=True, exist_ok=True)
     short, long = d / "h264_720p_60s.mp4", d / f"h264_720p_{args.long_min}min.mp4"
     if not short.exists():
-        t, _ = timed(lambda: make_720p(short))
+        t, _ = timed(lambda: make_video(short, 60))
         print(f"generated {short} in {t:.1f} s")
     if not long.exists():
-        t, _ = timed(lambda: make_long(short, long, args.long_min))
+        t, _ = timed(lambda: repeat_video(short, long, args.long_min))
         print(f"generated {long} ({long.stat().st_size >> 20} MiB) in {t:.1f} s")
     with open_video(short) as r:
         n = r.info.num_frames
     print(f"{short.name}: {n} frames, 1280x720, 2 cores")
-    ceiling = ffmpeg_fps(short, n)
+    ceiling = ffmpeg_decode_fps(short, threads=2)
     print(f"  ffmpeg CLI -threads 2 -f null (ceiling) : {ceiling:7.0f} frames/s" if ceiling else "  ffmpeg CLI: not installed")
     for backend in args.backends.split(","):
         bench_file(short, backend)
