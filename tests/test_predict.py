@@ -78,8 +78,8 @@ def test_bf16_predictor_keeps_top1():
 def test_default_batch_size_is_larger_for_small_models_on_the_cpu():
     import uvtag
 
-    cpu = torch.device("cpu")
-    assert default_batch_size(build_model(ModelConfig(num_classes=5)), cpu) == 2  # B/16-sized: 2 per pass
+    b16 = build_model(ModelConfig(num_classes=5))
+    assert default_batch_size(b16, torch.device("cpu")) == 2  # B/16-sized: 2 per pass
+    assert default_batch_size(b16, torch.device("cuda")) == 8
     assert uvtag.load("motion-tiny", device="cpu").predictor.batch_size == 16  # through the real loader
     assert uvtag.load("motion-tiny", device="cpu", batch_size=3).predictor.batch_size == 3
-    assert default_batch_size(build_model(ModelConfig(num_classes=5)), torch.device("cuda")) == 8

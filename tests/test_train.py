@@ -270,7 +270,6 @@ def test_class_weights_change_how_often_classes_are_drawn(tmp_path):
     assert result.exit_code == 2 and "one of the classes" in result.output
 
 
-
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from uvtag.cli import app; app()", *args]
 

@@ -63,8 +63,8 @@ def train(
         data=data, out=str(out), val=val, val_split=val_split, init=init, arch=arch, frames=frames, epochs=epochs,
         batch_size=batch_size, accum=accum, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing, dropout=dropout, drop_path=drop_path, crop_scale=crop_scale, flip=flip,
-        jpeg=jpeg, jitter=jitter, class_weights=",".join(class_weight or []), train_size=train_size, val_size=val_size, workers=workers, seed=seed, device=device,
-        num_clips=num_clips, num_crops=num_crops,
+        jpeg=jpeg, jitter=jitter, class_weights=",".join(class_weight or []), train_size=train_size,
+        val_size=val_size, workers=workers, seed=seed, device=device, num_clips=num_clips, num_crops=num_crops,
     )
 
     def body() -> int:
