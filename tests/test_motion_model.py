@@ -69,7 +69,8 @@ def fresh_clips(tmp_path_factory) -> Path:
 def classified(fresh_clips, tmp_path_factory) -> dict:
     """`uvtag classify` on the 300 clips (official views), scored by `uvtag eval`: its JSON report."""
     out = tmp_path_factory.mktemp("classified")
-    _invoke("classify", *_videos(fresh_clips), "--model", "motion-tiny", "--out", out / "preds.jsonl", "--quiet")
+    _invoke("classify", *_videos(fresh_clips), "--model", "motion-tiny", "--out", out / "preds.jsonl", "--quiet",
+            "--device", "cpu")  # the model card's figures are CPU float32
     _invoke("eval", out / "preds.jsonl", "--gt", fresh_clips / "truth.csv", "--out", out / "metrics.json", "--quiet")
     report = json.loads((out / "metrics.json").read_text())
     per_class = " ".join(f"{c['label']}: {c['accuracy']:.2f}" for c in report["per_class"])
@@ -138,7 +139,8 @@ def localized(tmp_path_factory) -> dict:
         _invoke("localize", path, "--model", "motion-tiny", "--window", MOTION_WINDOW_SEC, "--stride", MOTION_STRIDE_SEC,
                 "--threshold", MOTION_SEGMENTS["threshold"], "--smooth", MOTION_SEGMENTS["smooth_windows"],
                 "--min-duration", MOTION_SEGMENTS["min_duration_sec"], "--merge-gap", MOTION_SEGMENTS["merge_gap_sec"],
-                "--nms-iou", MOTION_SEGMENTS["nms_iou"], "--format", "activitynet", "--out", out, "--quiet")
+                "--nms-iou", MOTION_SEGMENTS["nms_iou"], "--format", "activitynet", "--out", out, "--quiet",
+                "--device", "cpu")
         outputs.append(out)
         found = [(d["label"], tuple(d["segment"])) for d in json.loads(out.read_text())["results"][path.stem]]
         truth[path.stem] = {"subset": "test", "annotations": [{"label": lab, "segment": [t0, t1]}

@@ -65,7 +65,7 @@ def _single(tiny_checkpoint: str, paths: list[str], out: Path) -> Path:
     import uvtag
 
     with BatchWriter.open(out, out.suffix[1:]) as writer:
-        run_batch(uvtag.load(tiny_checkpoint, batch_size=1), paths, writer, clip_sec=1.0)
+        run_batch(uvtag.load(tiny_checkpoint, batch_size=1, device="cpu"), paths, writer, clip_sec=1.0)  # as the workers
     return out
 
 
@@ -96,7 +96,7 @@ def test_dead_workers_are_replaced_videos_retried_once_then_failed(tiny_checkpoi
                 _single(tiny_checkpoint, paths, tmp_path / "single.jsonl").read_text().splitlines()}
     out = tmp_path / "out.jsonl"
     with BatchWriter.open(out, "jsonl") as writer:  # a run killed after one video: resume skips it
-        run_batch(__import__("uvtag").load(tiny_checkpoint, batch_size=1), paths[2:3], writer, clip_sec=1.0)
+        run_batch(__import__("uvtag").load(tiny_checkpoint, batch_size=1, device="cpu"), paths[2:3], writer, clip_sec=1.0)
     factory = Poisoned(ModelSpec(tiny_checkpoint, batch_size=1), once, always, str(tmp_path / "killed"))
     seen = []
     with BatchWriter.open(out, "jsonl", resume=True) as writer:

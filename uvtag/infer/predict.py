@@ -4,11 +4,13 @@ Clips go in as float32 [B, 3, T, H, W] (normalised, on the CPU); logits come bac
 [B, num_classes] on the CPU, whatever the device and precision used inside.
 
 Engine choices (each kept because `uvtag bench` measured it, see the README's benchmark table):
-- CPU float32/bfloat16 runs the model's fused oneDNN path (`uniformerv2.fused_kernels`);
-- CPU bfloat16 casts the weights to bfloat16 once (2.3x faster than autocast here, which
-  re-casts every weight on every call); CUDA bfloat16/float16 uses autocast;
-- CUDA batches are pinned and copied with non_blocking;
+- the model's fused path (`uniformerv2.fused_kernels`: oneDNN on the CPU, cuBLAS epilogues and
+  in-place activations on CUDA) runs whenever the weights are in the compute dtype;
+- bfloat16/float16 cast the weights once (CPU bfloat16: 2.3x faster than autocast, which
+  re-casts every weight on every call; CUDA: see the README's GPU table);
+- CUDA batches are pinned and copied with non_blocking; CUDA float32 runs without TF32;
 - `compile=True` wraps the model in `torch.compile` (CUDA graphs on CUDA via "reduce-overhead");
+  a short last batch is padded to the batch size, so that one compiled shape serves every call;
 - small models (< SMALL_MODEL_GMAC per clip) run with one intra-op thread on the CPU: their ops
   are too small to split, and two threads stall at every op's barrier whenever the decoding
   thread holds a core (motion-tiny localize: 20 s -> 4.9 s on 2 cores).
@@ -80,7 +82,7 @@ class Predictor:
         dtype: compute precision. float32 runs plainly; bfloat16/float16 either cast the weights
             (`cast_weights`) or run under autocast with float32 weights.
         batch_size: clips per forward pass; halved automatically on out-of-memory.
-        cast_weights: None = cast on the CPU (bf16 weights + fused kernels), autocast on CUDA.
+        cast_weights: None = cast (low-precision weights + fused kernels); False = autocast.
         compile: run through `torch.compile` (first call compiles: tens of seconds).
         threads: CPU intra-op threads while this predictor runs; None = 1 for small models,
             torch's setting otherwise.
@@ -92,7 +94,7 @@ class Predictor:
         if batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {batch_size}")
         if cast_weights is None:
-            cast_weights = device.type == "cpu" and dtype != torch.float32
+            cast_weights = dtype != torch.float32
         self.cast_weights = bool(cast_weights) and dtype != torch.float32
         model = model.eval().to(device)
         self.model = model.to(dtype) if self.cast_weights else model
@@ -122,11 +124,29 @@ class Predictor:
         return clips.to(self.dtype) if self.cast_weights else clips
 
     def _forward(self, clips: torch.Tensor) -> torch.Tensor:
+        n = clips.shape[0]
+        if self.compiled and n < self.batch_size:  # one shape for the compiled graph: pad, then drop
+            clips = torch.cat([clips, clips[-1:].expand(self.batch_size - n, *clips.shape[1:])])
         clips = self._to_device(clips)
         # compiled graphs are traced through the reference path and fused by Inductor instead;
         # otherwise the caller's `fused_kernels` setting stands
-        with torch.inference_mode(), self._autocast(), fused_kernels(False) if self.compiled else nullcontext():
-            return self._call(clips).float().cpu()
+        with torch.inference_mode(), self._autocast(), self._no_tf32(), \
+                fused_kernels(False) if self.compiled else nullcontext():
+            return self._call(clips)[:n].float().cpu()
+
+    @contextmanager
+    def _no_tf32(self):
+        """float32 on CUDA means float32: cuDNN's default TF32 convolutions moved the fixtures'
+        logits by up to 8e-4 (H100); with it off they match the official ones to 1.2e-6."""
+        if self.device.type != "cuda" or self.dtype != torch.float32:
+            yield
+            return
+        before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
     @contextmanager
     def _threads(self):

@@ -1,0 +1,85 @@
+"""The inference engine on CUDA (skipped without a GPU; run on an H100 in session 4, see the
+README's GPU table), and the compiled predictor's fixed batch shape (everywhere)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from uvtag.infer.predict import Predictor
+from uvtag.model import ModelConfig, build_model
+from uvtag.model import uniformerv2 as uv
+
+DATA = Path(__file__).parent / "data" / "fixtures"
+FIXTURES = ["tiny_k400like_t8", "tiny_ssv2like_t16", "tiny_frozen_p14_t4", "tiny_single_lmhra_t8"]
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _load(name: str):
+    meta = json.loads((DATA / f"{name}.json").read_text())
+    config = ModelConfig.from_official(meta["vision_transformer_kwargs"])
+    model = build_model(config)
+    model.load_state_dict(torch.load(DATA / f"{name}.state_dict.pt", map_location="cpu", weights_only=True))
+    io = torch.load(DATA / f"{name}.io.pt", map_location="cpu", weights_only=True)
+    return model, io
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    calls = {"n": 0}
+    plain = uv._linear2d
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return plain(*args, **kwargs)
+
+    monkeypatch.setattr(uv, "_linear2d", counted)
+    return calls
+
+
+@cuda
+@pytest.mark.parametrize("name", FIXTURES)
+def test_cuda_fp32_fused_path_matches_official(name, fused_calls):
+    model, io = _load(name)
+    torch.backends.cudnn.allow_tf32 = True  # torch's default; the predictor must switch it off for fp32
+    logits = Predictor(model, torch.device("cuda"), torch.float32, batch_size=8).logits(io["input"])
+    assert fused_calls["n"] >= 2 * model.config.layers  # qkv and c_fc of every block went the fused way
+    torch.testing.assert_close(logits, io["logits"], rtol=1e-5, atol=1e-5)
+    assert torch.backends.cudnn.allow_tf32  # restored
+
+
+@cuda
+@pytest.mark.parametrize("name", FIXTURES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_low_precision_weights_keep_top1(name, dtype, fused_calls):
+    model, io = _load(name)
+    predictor = Predictor(model, torch.device("cuda"), dtype)
+    assert predictor.cast_weights and model.backbone.conv1.weight.dtype == dtype
+    logits = predictor.logits(io["input"])
+    assert fused_calls["n"] > 0
+    assert torch.equal(logits.argmax(1), io["logits"].argmax(1))
+    assert (logits - io["logits"]).abs().max().item() < 0.1  # H100: bf16 0.012-0.021, fp16 0.0015-0.0043
+
+
+def test_compiled_predictor_pads_short_batches_to_one_shape(monkeypatch):
+    """torch.compile(dynamic=False) recompiles for every new batch size: the predictor pads the last
+    short batch to its batch size and drops the padding's logits."""
+    model, io = _load("tiny_k400like_t8")
+    seen = []
+
+    def fake_compile(module, **kwargs):
+        def run(x):
+            seen.append(x.shape[0])
+            return module(x)
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    clips = torch.cat([io["input"]] * 3)[:5]  # 5 clips, batch size 4: 4 + 1 padded to 4
+    got = Predictor(model, torch.device("cpu"), torch.float32, batch_size=4, compile=True).logits(clips)
+    want = Predictor(model, torch.device("cpu"), torch.float32, batch_size=4).logits(clips)
+    assert seen == [4, 4]
+    assert got.shape == (5, model.config.num_classes)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
