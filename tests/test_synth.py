@@ -113,6 +113,32 @@ def test_untrimmed_track_is_contiguous_with_known_boundaries():
             assert scene.pose(a.t0 + 1e-9).size == pytest.approx(a.start.size, rel=1e-6)
 
 
+def test_untrimmed_track_with_given_labels():
+    labels = ("moving left", "rotating clockwise", "moving right")
+    scene = synth.random_untrimmed(synth.clip_rng("test", 4, 0), 3, (1.0, 4.0), labels=labels, clutter=0.0)
+    assert tuple(label for _, _, label in scene.segments()) == labels
+    assert scene.noise == [] and scene.specks == 0  # clutter 0: clean scene
+    free = synth.random_untrimmed(synth.clip_rng("test", 3, 0), 8)  # labels drawn: the stream is unchanged
+    assert free.segments() == synth.random_untrimmed(synth.clip_rng("test", 3, 0), 8).segments()
+    with pytest.raises(ValueError):
+        synth.random_untrimmed(synth.clip_rng("test", 4, 0), 2, labels=labels)
+
+
+def test_window_in_action_stays_mostly_inside_the_action():
+    rng = np.random.default_rng(0)
+    starts = []
+    for _ in range(2000):
+        t0 = rng.uniform(0, 5)
+        t1 = t0 + rng.uniform(0.3, 4)
+        duration = t1 + rng.uniform(0, 4)
+        length = rng.uniform(1, 2.5)
+        a, b = synth.window_in_action(t0, t1, duration, length, rng)
+        assert 0 <= a < b <= duration + 1e-9 and b - a <= length + 1e-9
+        assert min(b, t1) - max(a, t0) >= 0.7 * (b - a) - 1e-9  # at least 70% inside the action
+        starts.append(a - t0)
+    assert min(starts) < -0.1 and max(starts) > 0.5  # windows do reach across the action's edges
+
+
 def test_write_examples(tmp_path):
     clips, long, truth = synth.write_examples(tmp_path, "demo", 1, num_actions=6)
     assert [label for _, label in clips] == list(synth.MOTION_CLASSES)

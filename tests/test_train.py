@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -298,6 +299,39 @@ def test_training_resumes_after_a_kill_and_ends_where_an_uninterrupted_run_ends(
     ]
     for key, value in a.state_dict.items():
         assert torch.equal(value, b.state_dict[key]), key
+
+
+def test_untrimmed_windows_are_mixed_into_synthetic_training(tmp_path):
+    from uvtag.train.data import SyntheticMotion
+
+    mixed, plain = SyntheticMotion(40, "train", 0, untrimmed=1.0), SyntheticMotion(40, "train", 0)
+    short_sides = []
+    for i in range(9):
+        a = mixed.frames(i, 4, np.random.default_rng([0, 0, i]), 0, "shared")
+        b = plain.frames(i, 4, np.random.default_rng([0, 0, i]), 0, "shared")
+        assert a.shape[0] == b.shape[0] == 4 and a.dtype == np.uint8
+        assert min(a.shape[1:3]) >= 160  # untrimmed scenes have a short side of at least 160 px
+        short_sides.append(min(b.shape[1:3]))
+    assert min(short_sides) < 160  # trimmed training clips go down to 64 px
+    assert np.array_equal(mixed.frames(3, 4, None), plain.frames(3, 4, None))  # validation clips stay trimmed
+    out = tmp_path / "run"
+    result = runner.invoke(app, _train_args("synthetic:motion", out, 1, [*_SYNTH_TINY, "--untrimmed", "0.5"]))
+    assert result.exit_code == 0, result.output
+    assert read_checkpoint(out / "model.pt").meta["training"]["settings"]["untrimmed"] == 0.5
+
+
+def test_resume_of_a_state_saved_before_a_setting_existed(tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, _train_args("synthetic:motion", out, 1, _SYNTH_TINY)).exit_code == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    settings = json.loads(state["settings"])
+    del settings["untrimmed"]  # as written by uvtag before --untrimmed
+    state["settings"] = json.dumps(settings)
+    torch.save(state, out / "last.pt")
+    result = runner.invoke(app, _train_args("synthetic:motion", out, 2, [*_SYNTH_TINY, "--resume"]))
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, _train_args("synthetic:motion", out, 3, [*_SYNTH_TINY, "--untrimmed", "0.2", "--resume"]))
+    assert result.exit_code == 2 and "untrimmed" in result.output
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

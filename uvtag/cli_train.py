@@ -39,6 +39,8 @@ def train(
                                                              "clips WEIGHT times as often (repeatable; others 1).")] = None,
     train_size: Annotated[int, typer.Option(min=1, help="synthetic:motion clips per epoch.")] = 2000,
     val_size: Annotated[int, typer.Option(min=1, help="synthetic:motion validation clips.")] = 270,
+    untrimmed: Annotated[float, typer.Option(min=0.0, max=1.0, help="synthetic:motion: share of training clips cut "
+                                                                    "from untrimmed videos (windows as localize sees them).")] = 0.0,
     workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 1,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (mixed precision on CUDA).")] = "auto",
@@ -64,7 +66,7 @@ def train(
         batch_size=batch_size, accum=accum, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing, dropout=dropout, drop_path=drop_path, crop_scale=crop_scale, flip=flip,
         jpeg=jpeg, jitter=jitter, class_weights=",".join(class_weight or []), train_size=train_size,
-        val_size=val_size, workers=workers, seed=seed, device=device, num_clips=num_clips, num_crops=num_crops,
+        val_size=val_size, untrimmed=untrimmed, workers=workers, seed=seed, device=device, num_clips=num_clips, num_crops=num_crops,
     )
 
     def body() -> int:

@@ -43,6 +43,7 @@ __all__ = [
     "clip_rng",
     "random_clip",
     "random_untrimmed",
+    "window_in_action",
     "write_video",
 ]
 
@@ -408,23 +409,28 @@ def random_clip(rng: np.random.Generator, label: str | None = None, ranges: Moti
 
 def random_untrimmed(
     rng: np.random.Generator, num_actions: int, action_sec: tuple[float, float] = (2.5, 4.0),
-    ranges: MotionRanges = STRICT,
+    ranges: MotionRanges = STRICT, labels: Sequence[str] | None = None, clutter: float = 1.0,
 ) -> Scene:
     """One object doing `num_actions` random actions back to back (no two alike in a row).
 
     The object keeps its pose from one action to the next unless the next action would take it
     out of the centred square (what a centre crop sees) or make it too small or large; then it
-    restarts from a fresh pose (a jump, like a cut). Short side at least 160 px.
+    restarts from a fresh pose (a jump, like a cut). Short side at least 160 px. `labels`, if
+    given, fixes the actions (len(labels) == num_actions; the random stream is otherwise the same).
     """
+    if labels is not None and len(labels) != num_actions:
+        raise ValueError(f"{len(labels)} labels for {num_actions} actions")
     h, w = _canvas(rng, replace(ranges, short_side=(max(ranges.short_side[0], 160), ranges.short_side[1])))
     ranges = replace(ranges, travel=(ranges.travel[0], min(ranges.travel[1], 0.45)))  # paths stay near the centre
     fps = int(rng.integers(ranges.fps[0], ranges.fps[1] + 1))
     actions: list[Action] = []
     t, here, previous = 0.0, None, None
-    for _ in range(num_actions):
+    for i in range(num_actions):
         label = previous
-        while label == previous:
+        while labels is None and label == previous:
             label = MOTION_CLASSES[int(rng.integers(len(MOTION_CLASSES)))]
+        if labels is not None:
+            label = labels[i]
         length = round(rng.uniform(*action_sec) * fps) / fps
         start, end = _start_pose(rng, label, h, w, ranges)
         if here is not None:
@@ -434,7 +440,17 @@ def random_untrimmed(
                 start, end = here, moved
         actions.append(Action(label, t, t + length, start, end))
         t, here, previous = t + length, end, label
-    return _scene(rng, h, w, fps, int(round(t * fps)), actions)
+    return _scene(rng, h, w, fps, int(round(t * fps)), actions, clutter)
+
+
+def window_in_action(t0: float, t1: float, duration: float, length: float, rng: np.random.Generator,
+                     min_share: float = 0.7) -> tuple[float, float]:
+    """A random [start, end) window of about `length` seconds inside [0, duration) that spends at
+    least `min_share` of itself inside the action [t0, t1) (shortened to fit short actions)."""
+    length = min(length, (t1 - t0) / min_share, duration)
+    lo, hi = max(0.0, t0 - (1 - min_share) * length), min(duration - length, t1 - min_share * length)
+    start = float(rng.uniform(lo, hi)) if hi > lo else min(max(t0, 0.0), duration - length)
+    return start, start + length
 
 
 def _inside_centre(p: Pose, h: int, w: int) -> bool:

@@ -200,12 +200,16 @@ class SyntheticMotion:
         split: seed space ("train" or "val"); validation clips are the same every epoch.
         seed: run seed.
         training_ranges: draw the wider training motion amounts (see `uvtag.synth.TRAINING`).
+        untrimmed: share of training items cut from an untrimmed video instead (the labelled action
+            between two others, a 1-2.5 s window at least 70% inside it, the object in whatever pose
+            the previous action left it): what `localize` windows see.
     """
 
-    def __init__(self, size: int, split: str = "train", seed: int = 0, training_ranges: bool = True) -> None:
+    def __init__(self, size: int, split: str = "train", seed: int = 0, training_ranges: bool = True,
+                 untrimmed: float = 0.0) -> None:
         from uvtag import synth
 
-        self.size, self.split, self.seed = size, split, seed
+        self.size, self.split, self.seed, self.untrimmed = size, split, seed, untrimmed
         self.labels = synth.MOTION_CLASSES
         self.ranges = synth.TRAINING if training_ranges else synth.STRICT
 
@@ -224,12 +228,29 @@ class SyntheticMotion:
         key = (self.seed, index) if rng is None else (self.seed, epoch, index)
         # training mixes clean and cluttered scenes: clean ones teach motion first, cluttered ones robustness
         clutter = 1.0 if rng is None else float(rng.uniform(0.0, 1.0))
+        if rng is not None and self.untrimmed > 0 and rng.random() < self.untrimmed:
+            return self._window_frames(synth.clip_rng(self.split, *key, 1), index, num, rng, clutter, jitter)
         scene = synth.random_clip(synth.clip_rng(self.split, *key), self.labels[self.label(index)], self.ranges, clutter)
         if rng is None:
             indices = sample_span_indices(0, scene.num_frames, num)
         else:
             indices = train_clip_indices(0, scene.num_frames, num, rng, jitter)
         return scene.frames(indices)
+
+
+    def _window_frames(self, srng: np.random.Generator, index: int, num: int, rng: np.random.Generator,
+                       clutter: float, jitter: str) -> np.ndarray:
+        from uvtag import synth
+
+        label = self.labels[self.label(index)]
+        others = [c for c in self.labels if c != label]
+        before, after = (others[int(k)] for k in srng.integers(len(others), size=2))
+        scene = synth.random_untrimmed(srng, 3, (1.0, 4.0), self.ranges, labels=(before, label, after), clutter=clutter)
+        action = scene.actions[1]
+        start, end = synth.window_in_action(action.t0, action.t1, scene.duration_sec, float(rng.uniform(1.0, 2.5)), rng)
+        f0 = min(int(round(start * scene.fps)), scene.num_frames - 1)
+        f1 = min(max(int(round(end * scene.fps)), f0 + 1), scene.num_frames)
+        return scene.frames(train_clip_indices(f0, f1, num, rng, jitter))
 
 
 class ClipDataset(torch.utils.data.Dataset):

@@ -72,6 +72,7 @@ class TrainSettings:
     class_weights: str = ""  # "label=weight,label=weight": sampling weight per class (others 1)
     train_size: int = 2000  # synthetic clips per epoch
     val_size: int = 270  # synthetic validation clips
+    untrimmed: float = 0.0  # synthetic: share of training clips cut from untrimmed videos
     workers: int = 1
     seed: int = 0
     device: str = "auto"
@@ -105,7 +106,7 @@ class EpochStats:
 def _sources(s: TrainSettings, log: Callable[[str], None]):
     """(train source, val source or None, labels)."""
     if s.data == SYNTHETIC_MOTION:
-        train = SyntheticMotion(s.train_size, "train", s.seed)
+        train = SyntheticMotion(s.train_size, "train", s.seed, untrimmed=s.untrimmed)
         return train, SyntheticMotion(s.val_size, "val", s.seed, training_ranges=False), train.labels
     items, labels = _list(s.data)
     if s.val:
@@ -185,9 +186,11 @@ def _load_state(path: Path, s: TrainSettings) -> dict:
         raise CheckpointError(f"{path}: cannot read the training state ({type(e).__name__}); delete it to start over") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a uvtag training state")
-    saved = json.loads(state["settings"])
-    if saved != s.resume_key():
-        diff = sorted(k for k in saved if saved.get(k) != s.resume_key().get(k))
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
+    want = s.resume_key()
+    saved = {k: defaults.get(k) for k in want} | json.loads(state["settings"])  # states from before a setting existed
+    if saved != want:
+        diff = sorted(k for k in saved.keys() | want.keys() if saved.get(k) != want.get(k))
         raise UsageError(f"{path}: this run was started with other settings ({', '.join(diff)}); "
                          "use the same options, or another --out")
     return state
