@@ -7,31 +7,19 @@ parity tests tie to the official numbers.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
+from fixture_models import FIXTURES, load_fixture
 from uvtag.infer.predict import Predictor
-from uvtag.model import ModelConfig, build_model
 from uvtag.model import uniformerv2 as uv
 from uvtag.model.uniformerv2 import fused_kernels, fused_kernels_available
 
-DATA = Path(__file__).parent / "data" / "fixtures"
-FIXTURES = ["tiny_k400like_t8", "tiny_ssv2like_t16", "tiny_frozen_p14_t4", "tiny_single_lmhra_t8"]
 CPU = torch.device("cpu")
 
 pytestmark = pytest.mark.skipif(not fused_kernels_available(), reason="this torch build has no oneDNN fused linear")
 
-
-def _load(name: str):
-    meta = json.loads((DATA / f"{name}.json").read_text())
-    config = ModelConfig.from_official(meta["vision_transformer_kwargs"])
-    model = build_model(config)
-    model.load_state_dict(torch.load(DATA / f"{name}.state_dict.pt", map_location="cpu", weights_only=True))
-    io = torch.load(DATA / f"{name}.io.pt", map_location="cpu", weights_only=True)
-    return model, io
+_load = load_fixture
 
 
 @pytest.fixture
