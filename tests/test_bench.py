@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from uvtag.bench import model_gmac, window_frame_indices
@@ -86,3 +87,14 @@ def test_bench_usage_errors(tmp_path, args, message):
     result = runner.invoke(app, TINY_ARGS + ["--dir", str(tmp_path), "--no-e2e", "--no-decode"] + args)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_device_dependent_defaults():
+    from uvtag.bench.suite import BenchOptions, _defaults
+
+    cpu = _defaults(BenchOptions(), torch.device("cpu"))
+    assert (cpu.batch_sizes, cpu.peak_sizes, cpu.precisions) == ((1, 4), (2048, 3072), ("fp32", "bf16"))
+    gpu = _defaults(BenchOptions(), torch.device("cuda"))  # a GPU is busy only with larger work
+    assert (gpu.batch_sizes, gpu.peak_sizes, gpu.precisions) == ((1, 8, 32), (8192, 4096), ("fp32", "bf16", "fp16"))
+    mine = _defaults(BenchOptions(batch_sizes=(2,), peak_sizes=(64,), precisions=("bf16",)), torch.device("cuda"))
+    assert (mine.batch_sizes, mine.peak_sizes, mine.precisions) == ((2,), (64,), ("bf16",))

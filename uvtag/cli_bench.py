@@ -30,7 +30,7 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 def bench(
     arch: Annotated[Optional[list[str]], typer.Option("--arch", "-a", help="Zoo name, 'motion-tiny' or 'tiny' (repeatable). Default: B/16 8x224 and motion-tiny.")] = None,
     precision: Annotated[Optional[list[str]], typer.Option(help="fp32, bf16, fp16 (repeatable). Default: fp32+bf16 on CPU, all three on CUDA.")] = None,
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes for the model rows.")] = "1,4",
+    batch_sizes: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes for the model rows. Default: 1,4 on the CPU, 1,8,32 on CUDA.")] = None,
     engine: Annotated[Optional[list[str]], typer.Option(help="fused (default), reference (plain PyTorch ops), autocast (fp32 weights under autocast) or compile (torch.compile); repeatable.")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per row (the median is reported).")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing.")] = 1,
@@ -45,7 +45,7 @@ def bench(
     clip_sec: Annotated[float, typer.Option(min=1.0, help="Length of each generated clip, seconds.")] = 10.0,
     num_clips: Annotated[int, typer.Option(min=1, help="Clips in the folder for batch (and for classify); enough that the first decode, which nothing hides, is noise.")] = 12,
     height: Annotated[int, typer.Option(min=32, help="Generated video height (16:9).")] = 720,
-    peak_size: Annotated[str, typer.Option(help="Comma-separated square matmul sizes for the peak.")] = "2048,3072",
+    peak_size: Annotated[Optional[str], typer.Option(help="Comma-separated square matmul sizes for the peak. Default: 2048,3072 on the CPU, 8192,4096 on CUDA.")] = None,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to FILE ('-' = stdout).")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the markdown tables to FILE.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
@@ -63,10 +63,10 @@ def bench(
             raise UsageError(f"{json_out}: the folder {Path(json_out).parent} does not exist")
         archs = tuple(arch or DEFAULT_ARCHS)
         opts = BenchOptions(
-            archs=archs, precisions=tuple(precision or ()), batch_sizes=_ints(batch_sizes, "--batch-sizes"),
+            archs=archs, precisions=tuple(precision or ()), batch_sizes=_ints(batch_sizes, "--batch-sizes") if batch_sizes else (),
             engines=engines, runs=runs, warmup=warmup, device=device, folder=work_dir, decode=decode, e2e=e2e,
             e2e_archs=tuple(e2e_arch or archs), e2e_precision=e2e_precision, e2e_batch=e2e_batch, long_sec=long_sec,
-            clip_sec=clip_sec, num_clips=num_clips, height=height, peak_sizes=_ints(peak_size, "--peak-size"),
+            clip_sec=clip_sec, num_clips=num_clips, height=height, peak_sizes=_ints(peak_size, "--peak-size") if peak_size else (),
         )
         result = run_suite(opts, log=(lambda s: None) if quiet else (lambda s: err.print(f"[dim]{s}[/dim]", soft_wrap=True)))
         table = format_markdown(result)

@@ -24,7 +24,7 @@ class BenchOptions:
 
     archs: tuple[str, ...] = DEFAULT_ARCHS
     precisions: tuple[str, ...] = ()  # () = fp32 and bf16 (CPU) / fp32, bf16, fp16 (CUDA)
-    batch_sizes: tuple[int, ...] = (1, 4)
+    batch_sizes: tuple[int, ...] = ()  # () = 1, 4 on the CPU; 1, 8, 32 on CUDA
     engines: tuple[str, ...] = ("fused",)
     runs: int = 3
     warmup: int = 1
@@ -39,11 +39,21 @@ class BenchOptions:
     clip_sec: float = 10.0
     num_clips: int = 12
     height: int = 720
-    peak_sizes: tuple[int, ...] = (2048, 3072)
+    peak_sizes: tuple[int, ...] = ()  # () = 2048, 3072 on the CPU; 8192, 4096 on CUDA (fills an H100)
 
 
 def _default_precisions(device: torch.device) -> tuple[str, ...]:
     return ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
+
+
+def _defaults(opts: BenchOptions, device: torch.device) -> BenchOptions:
+    """Fill the device-dependent defaults: a GPU needs larger batches and matmuls to be busy."""
+    cuda = device.type == "cuda"
+    return dataclasses.replace(
+        opts, precisions=opts.precisions or _default_precisions(device),
+        batch_sizes=opts.batch_sizes or ((1, 8, 32) if cuda else (1, 4)),
+        peak_sizes=opts.peak_sizes or ((8192, 4096) if cuda else (2048, 3072)),
+    )
 
 
 def _window_for(bm: BenchModel) -> tuple[float, float]:
@@ -54,7 +64,8 @@ def _window_for(bm: BenchModel) -> tuple[float, float]:
 def run_suite(opts: BenchOptions, log: Log = lambda s: None) -> dict:
     """Run every requested measurement; returns the JSON-ready result (see SCHEMA)."""
     device = pick_device(opts.device)
-    precisions = opts.precisions or _default_precisions(device)
+    opts = _defaults(opts, device)
+    precisions = opts.precisions
     for p in precisions:
         pick_dtype(device, p)  # refuses fp16 on the CPU with the reason
     result: dict = {"schema": SCHEMA, "machine": machine_info(device), "peak_gflops": {}, "model": [], "decode": None,
