@@ -111,6 +111,9 @@ def test_untrimmed_track_is_contiguous_with_known_boundaries():
         # the pose at each boundary is the end of one action or a fresh start (never mid-way)
         for a in scene.actions:
             assert scene.pose(a.t0 + 1e-9).size == pytest.approx(a.start.size, rel=1e-6)
+            # objects stay in the trimmed clips' size range (a fresh shrinking clip can end at 0.144)
+            short = min(scene.height, scene.width)
+            assert 0.14 * short <= min(a.start.size, a.end.size) and max(a.start.size, a.end.size) <= 0.6 * short + 1e-9
 
 
 def test_untrimmed_track_with_given_labels():

@@ -78,6 +78,10 @@ class MotionRanges:
 
 
 STRICT = MotionRanges()  # the dataset as specified (tests, demo)
+# object size range in untrimmed videos, as a fraction of the short side: what trimmed clips span
+# (growing starts at 0.25 / 1.6 = 0.156; shrinking's large end is capped at 0.6). Until session 4
+# the lower bound was 0.08: objects that earlier actions had shrunk to 5 px at the 64 px input.
+UNTRIMMED_SIZE = (0.15, 0.6)
 # training also sees the smaller amounts a 2 s localize window covers (half of a 4 s action)
 TRAINING = MotionRanges(travel=(0.17, 0.7), turn_deg=(45.0, 280.0), zoom=(1.33, 2.8), duration_sec=(1.0, 5.0),
                         short_side=(64, 288))  # smaller canvases: cheaper to draw, same 64 px input
@@ -415,7 +419,8 @@ def random_untrimmed(
 
     The object keeps its pose from one action to the next unless the next action would take it
     out of the centred square (what a centre crop sees) or make it too small or large; then it
-    restarts from a fresh pose (a jump, like a cut). Short side at least 160 px. `labels`, if
+    restarts from a fresh pose (a jump, like a cut), so that every action is done by an object of
+    the sizes the trimmed clips show (UNTRIMMED_SIZE). Short side at least 160 px. `labels`, if
     given, fixes the actions (len(labels) == num_actions; the random stream is otherwise the same).
     """
     if labels is not None and len(labels) != num_actions:
@@ -436,7 +441,7 @@ def random_untrimmed(
         if here is not None:
             moved = replace(end, x=end.x - start.x + here.x, y=end.y - start.y + here.y,
                             angle=end.angle - start.angle + here.angle, size=here.size * end.size / start.size)
-            if _inside_centre(moved, h, w) and 0.08 * min(h, w) <= moved.size <= 0.6 * min(h, w):
+            if _inside_centre(moved, h, w) and UNTRIMMED_SIZE[0] * min(h, w) <= moved.size <= UNTRIMMED_SIZE[1] * min(h, w):
                 start, end = here, moved
         actions.append(Action(label, t, t + length, start, end))
         t, here, previous = t + length, end, label
