@@ -430,18 +430,20 @@ def random_untrimmed(
     fps = int(rng.integers(ranges.fps[0], ranges.fps[1] + 1))
     actions: list[Action] = []
     t, here, previous = 0.0, None, None
+    smallest, largest = (f * min(h, w) for f in UNTRIMMED_SIZE)
     for i in range(num_actions):
-        label = previous
-        while labels is None and label == previous:
-            label = MOTION_CLASSES[int(rng.integers(len(MOTION_CLASSES)))]
         if labels is not None:
             label = labels[i]
+        else:
+            label = previous
+            while label == previous:
+                label = MOTION_CLASSES[int(rng.integers(len(MOTION_CLASSES)))]
         length = round(rng.uniform(*action_sec) * fps) / fps
         start, end = _start_pose(rng, label, h, w, ranges)
         if here is not None:
             moved = replace(end, x=end.x - start.x + here.x, y=end.y - start.y + here.y,
                             angle=end.angle - start.angle + here.angle, size=here.size * end.size / start.size)
-            if _inside_centre(moved, h, w) and UNTRIMMED_SIZE[0] * min(h, w) <= moved.size <= UNTRIMMED_SIZE[1] * min(h, w):
+            if _inside_centre(moved, h, w) and smallest <= moved.size <= largest:
                 start, end = here, moved
         actions.append(Action(label, t, t + length, start, end))
         t, here, previous = t + length, end, label

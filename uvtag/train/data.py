@@ -237,7 +237,6 @@ class SyntheticMotion:
             indices = train_clip_indices(0, scene.num_frames, num, rng, jitter)
         return scene.frames(indices)
 
-
     def _window_frames(self, srng: np.random.Generator, index: int, num: int, rng: np.random.Generator,
                        clutter: float, jitter: str) -> np.ndarray:
         from uvtag import synth
