@@ -3,8 +3,9 @@
 Run on a machine with a GPU:  python tests/benchmarks/bench_gpu.py [--quick] [--device cuda]
 (prints numbers; not collected by pytest). `--device cpu --quick` only checks that it runs.
 
-1. Equivalence: the fixtures' tiny models (official logits) on the device in fp32 (with and without
-   TF32 convolutions), bf16/fp16 autocast and bf16/fp16 weights: max |logit diff| and top-1 agreement.
+1. Equivalence: the fixtures' tiny models (official logits) through the Predictor on the device in
+   fp32, bf16/fp16 autocast and bf16/fp16 weights, and on CUDA the plain model in fp32 with torch's
+   default TF32 convolutions (which the Predictor turns off): max |logit diff| and top-1 agreement.
 2. Forward variants for B/16 8x224 and L/14 8x224 (random weights), input already on the device,
    timed with CUDA events (median): fp32, bf16/fp16 autocast, bf16/fp16 weights, each through the
    reference ops and the fused path (and the fused path with the depthwise convs fed the strided
@@ -19,20 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-from uvtag.bench.models import random_model
-from uvtag.infer.predict import Predictor
-from uvtag.model import ModelConfig, build_model
-from uvtag.model.uniformerv2 import _VOLUME_LAYOUT, fused_kernels, gmac_per_view
-from uvtag.model.zoo import get_checkpoint
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixture loader
+from fixture_models import FIXTURES, load_fixture  # noqa: E402
+from uvtag.bench.models import random_model  # noqa: E402
+from uvtag.infer.predict import Predictor  # noqa: E402
+from uvtag.model import build_model  # noqa: E402
+from uvtag.model.uniformerv2 import _VOLUME_LAYOUT, fused_kernels, gmac_per_view  # noqa: E402
+from uvtag.model.zoo import get_checkpoint  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
-NAMES = ["tiny_k400like_t8", "tiny_ssv2like_t16", "tiny_frozen_p14_t4", "tiny_single_lmhra_t8"]
 
 
 def _time(fn, device: torch.device, runs: int, warmup: int) -> float:
@@ -58,27 +60,24 @@ def _time(fn, device: torch.device, runs: int, warmup: int) -> float:
 
 def equivalence(device: torch.device) -> list[dict]:
     rows = []
-    for name in NAMES:
-        meta = json.loads((FIXTURES / f"{name}.json").read_text())
-        config = ModelConfig.from_official(meta["vision_transformer_kwargs"])
-        state = torch.load(FIXTURES / f"{name}.state_dict.pt", map_location="cpu", weights_only=True)
-        io = torch.load(FIXTURES / f"{name}.io.pt", map_location="cpu", weights_only=True)
+    for name in FIXTURES:
+        model, io = load_fixture(name)
         ref = io["logits"]
-        variants = {"fp32": (torch.float32, False, False), "fp32+tf32conv": (torch.float32, False, True)}
+        variants = {"fp32": (torch.float32, False)}
         if device.type == "cuda":
-            variants |= {"bf16 autocast": (torch.bfloat16, False, True), "bf16 weights": (torch.bfloat16, True, True),
-                         "fp16 autocast": (torch.float16, False, True), "fp16 weights": (torch.float16, True, True)}
+            variants |= {"bf16 autocast": (torch.bfloat16, False), "bf16 weights": (torch.bfloat16, True),
+                         "fp16 autocast": (torch.float16, False), "fp16 weights": (torch.float16, True)}
         else:
-            variants |= {"bf16 weights": (torch.bfloat16, True, True)}
-        for label, (dtype, cast, tf32) in variants.items():
-            torch.backends.cudnn.allow_tf32 = tf32
-            model = build_model(config)
-            model.load_state_dict(state)
-            p = Predictor(model, device, dtype, 8, cast_weights=cast)
-            out = p.logits(io["input"])
+            variants |= {"bf16 weights": (torch.bfloat16, True)}
+        outputs = {label: Predictor(load_fixture(name)[0], device, dtype, 8, cast_weights=cast).logits(io["input"])
+                   for label, (dtype, cast) in variants.items()}
+        if device.type == "cuda":  # what the Predictor avoids: float32 with torch's default TF32 convolutions
+            torch.backends.cudnn.allow_tf32 = True
+            with torch.inference_mode():
+                outputs["fp32 with TF32 convs"] = model.to(device)(io["input"].to(device)).cpu()
+        for label, out in outputs.items():
             rows.append({"fixture": name, "variant": label, "max_abs_diff": float((out - ref).abs().max()),
                          "top1_same": bool(torch.equal(out.argmax(1), ref.argmax(1)))})
-    torch.backends.cudnn.allow_tf32 = True
     return rows
 
 
