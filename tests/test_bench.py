@@ -36,7 +36,8 @@ def test_bench_runs_end_to_end_and_writes_json(tmp_path):
     md = tmp_path / "bench.md"
     result = runner.invoke(app, TINY_ARGS + ["--dir", str(tmp_path / "videos"), "--json", str(out),
                                              "--markdown", str(md), "--precision", "fp32", "--precision", "bf16",
-                                             "--engine", "fused", "--engine", "reference", "--engine", "autocast"])
+                                             "--engine", "fused", "--engine", "reference", "--engine", "autocast",
+                                             "--engine", "unpacked"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["schema"] == "uvtag-bench/1"
@@ -44,14 +45,15 @@ def test_bench_runs_end_to_end_and_writes_json(tmp_path):
     assert set(data["peak_gflops"]) == {"fp32", "bf16"} and all(v > 0 for v in data["peak_gflops"].values())
     rows = data["model"]
     assert {(r["precision"], r["engine"]) for r in rows} == (
-        {(p, e) for p in ("fp32", "bf16") for e in ("fused", "reference")} | {("bf16", "autocast")})  # no fp32 autocast
+        {(p, e) for p in ("fp32", "bf16") for e in ("fused", "reference", "unpacked")} | {("bf16", "autocast")})  # no fp32 autocast
     for r in rows:
         assert r["arch"] == "tiny" and r["batch"] == 2 and len(r["times_s"]) == 1
         assert r["clips_per_s"] == pytest.approx(2 / r["median_s"], rel=0.01)
         assert r["gflops"] == pytest.approx(r["clips_per_s"] * 2 * r["gmac_per_view"], rel=0.01)
         assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / data["peak_gflops"][r["precision"]], rel=0.02)
     assert {r["engine"]: r["weights"] for r in rows if r["precision"] == "bf16"} == {
-        "fused": "bfloat16", "reference": "bfloat16", "autocast": "float32"}
+        "fused": "bfloat16", "reference": "bfloat16", "autocast": "float32", "unpacked": "bfloat16"}
+    assert data["machine"]["packed_gemm"] in (True, False)
     d = data["decode"]
     assert d["frames"] == 120 and d["height"] == 72  # the long file: two 2 s clips
     assert d["full_decode_fps"] > 0 and d["sliding_window_fps"] > 0 and d["sparse_clip_ms"] > 0

@@ -158,3 +158,73 @@ def test_predictor_respects_the_callers_switch(fused_calls):
     fused = predictor.logits(io["input"])
     assert fused_calls["n"] > 0
     torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- MKL-packed float32 linears
+
+needs_packing = pytest.mark.skipif(not uv.packed_gemm_available(), reason="this torch build has no MKL packed GEMM")
+
+
+@needs_packing
+def test_packed_linears_match_plain_linear():
+    torch.manual_seed(0)
+    x, w, b = torch.randn(300, 768), torch.randn(1024, 768) / 30, torch.randn(1024)
+    other = torch.randn(300, 1024)
+    with torch.inference_mode():
+        plain = torch.nn.functional.linear(x, w, b)
+        torch.testing.assert_close(uv._linear2d(x, w, b), plain, rtol=1e-5, atol=1e-4)
+        assert id(w) in uv._PACKED  # big enough: packed once, cached
+        packed = uv._PACKED[id(w)][2]
+        torch.testing.assert_close(uv._linear2d(x[:7], w, b, "swish"), torch.nn.functional.silu(plain[:7]),
+                                   rtol=1e-5, atol=1e-4)  # another row count reuses the packing
+        assert uv._PACKED[id(w)][2] is packed
+        torch.testing.assert_close(uv._linear2d_add(x, other, w, b), other + plain, rtol=1e-5, atol=1e-4)
+        small = torch.randn(64, 768)
+        uv._linear2d(x, small, None)
+        assert id(small) not in uv._PACKED  # below _PACK_MIN_NUMEL: oneDNN, no 8 MB packed buffer
+        uv._linear2d(x, w[:512], b[:512])
+        assert len([k for k in uv._PACKED if uv._PACKED[k][0]() is not None and uv._PACKED[k][0]()._base is w]) == 0
+        with uv.packed_weights(False):
+            w2 = w.clone()
+            torch.testing.assert_close(uv._linear2d(x, w2, b), plain, rtol=1e-5, atol=1e-4)
+            assert id(w2) not in uv._PACKED
+
+
+@needs_packing
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fused_path_with_packed_weights_equals_official(name, monkeypatch):
+    monkeypatch.setattr(uv, "_PACK_MIN_NUMEL", 0)  # the fixtures' widths are tiny: pack every weight
+    model, io = _load(name)
+    with torch.inference_mode():
+        fused = model(io["input"])
+        with fused_kernels(False):
+            reference = model(io["input"])
+    packed = [p for p in model.parameters() if id(p) in uv._PACKED and uv._PACKED[id(p)][0]() is p]
+    assert len(packed) >= 3 * model.config.layers  # in_proj, out_proj, c_fc per block (c_proj's cached copy too)
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused, io["logits"], rtol=1e-5, atol=1e-5)
+
+
+@needs_packing
+def test_packed_weights_follow_new_weights_and_leave_with_the_model(monkeypatch):
+    import gc
+
+    monkeypatch.setattr(uv, "_PACK_MIN_NUMEL", 0)
+    model, io = _load("tiny_k400like_t8")
+    with torch.inference_mode():
+        model(io["input"])
+    ids = [id(p) for p in model.parameters() if id(p) in uv._PACKED]
+    assert ids
+    with torch.no_grad():
+        for block in model.backbone.transformer.resblocks:
+            block.attn.in_proj_weight.mul_(-1.5)  # in place: same tensor, new version -> packed again
+    with torch.inference_mode():
+        fused = model(io["input"])
+        with fused_kernels(False):
+            reference = model(io["input"])
+    assert (reference - io["logits"]).abs().max().item() > 1e-3
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+    assert not any("packed" in k for k in model.state_dict())
+    del model, block
+    gc.collect()
+    assert not any(i in uv._PACKED for i in ids)  # the packed copies were freed with their weights

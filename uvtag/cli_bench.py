@@ -31,7 +31,7 @@ def bench(
     arch: Annotated[Optional[list[str]], typer.Option("--arch", "-a", help="Zoo name, 'motion-tiny' or 'tiny' (repeatable). Default: B/16 8x224 and motion-tiny.")] = None,
     precision: Annotated[Optional[list[str]], typer.Option(help="fp32, bf16, fp16 (repeatable). Default: fp32+bf16 on CPU, all three on CUDA.")] = None,
     batch_sizes: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes for the model rows. Default: 1,4 on the CPU, 1,8,32 on CUDA.")] = None,
-    engine: Annotated[Optional[list[str]], typer.Option(help="fused (default), reference (plain PyTorch ops), autocast (fp32 weights under autocast) or compile (torch.compile); repeatable.")] = None,
+    engine: Annotated[Optional[list[str]], typer.Option(help="fused (default), reference (plain PyTorch ops), autocast (fp32 weights under autocast), compile (torch.compile) or unpacked (fused, but oneDNN instead of MKL-packed fp32 linears on the CPU); repeatable.")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per row (the median is reported).")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing.")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",

@@ -10,11 +10,11 @@ import torch
 from uvtag.bench.measure import median_seconds, model_gmac
 from uvtag.errors import UsageError, UvtagError
 from uvtag.infer.predict import Predictor, pick_dtype
-from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model, fused_kernels
+from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model, fused_kernels, packed_weights
 from uvtag.model.zoo import Checkpoint, get_checkpoint
 
 DEFAULT_ARCHS = ("k400_k710_uniformerv2_b16_8x224", "motion-tiny")
-ENGINES = ("fused", "reference", "autocast", "compile")
+ENGINES = ("fused", "reference", "autocast", "compile", "unpacked")
 
 
 
@@ -109,7 +109,7 @@ def bench_forward(bm: BenchModel, *, device: torch.device, precision: str, batch
                           cast_weights=False if engine == "autocast" else None)
     clips = torch.randn(batch, 3, cfg.t_size, cfg.input_resolution, cfg.input_resolution)
     t_first = time.perf_counter()
-    with fused_kernels(engine != "reference"):
+    with fused_kernels(engine != "reference"), packed_weights(engine != "unpacked"):
         predictor.logits(clips)  # first call (compiles, packs, allocates); not timed below
         t_first = time.perf_counter() - t_first
         med, times = median_seconds(lambda: predictor.logits(clips), runs, max(0, warmup - 1))
