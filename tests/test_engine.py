@@ -191,6 +191,19 @@ def test_packed_linears_match_plain_linear():
 
 
 @needs_packing
+def test_environment_turns_packing_off(monkeypatch):
+    x, w = torch.randn(40, 512), torch.randn(512, 512)
+    monkeypatch.setenv("UVTAG_PACKED_GEMM", "0")
+    with torch.inference_mode():
+        torch.testing.assert_close(uv._linear2d(x, w, None), x @ w.T, rtol=1e-5, atol=1e-4)
+    assert id(w) not in uv._PACKED
+    monkeypatch.setenv("UVTAG_PACKED_GEMM", "1")
+    with torch.inference_mode():
+        uv._linear2d(x, w, None)
+    assert id(w) in uv._PACKED
+
+
+@needs_packing
 @pytest.mark.parametrize("name", FIXTURES)
 def test_fused_path_with_packed_weights_equals_official(name, monkeypatch):
     monkeypatch.setattr(uv, "_PACK_MIN_NUMEL", 0)  # the fixtures' widths are tiny: pack every weight

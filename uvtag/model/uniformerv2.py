@@ -26,6 +26,7 @@ Layouts:
 from __future__ import annotations
 
 import math
+import os
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -216,6 +217,7 @@ _FUSED_STATE = {"enabled": True, "available": None}
 # freezing does), 9% faster for B/16 than oneDNN's linear at batch 1 and 4 (bench_bound.py, A/B
 # in one run) at the cost of the packed copies' memory (~0.55 GB RSS for B/16). Only weights of
 # at least _PACK_MIN_NUMEL elements are packed: MKL's packed buffer has a floor of ~8 MB.
+# UVTAG_PACKED_GEMM=0 in the environment turns it off (oneDNN's linear, no extra memory).
 _PACK_STATE = {"enabled": True, "available": None}
 _PACK_MIN_NUMEL = 256 * 256
 _PACKED: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}  # id(weight) -> (weight, its _version, packed)
@@ -265,6 +267,8 @@ def packed_weights(enabled: bool) -> Iterator[None]:
 def _packed_weight(w: torch.Tensor, rows: int) -> torch.Tensor | None:
     """w packed for MKL's GEMM (cached until w is modified), or None where packing does not apply."""
     if not _PACK_STATE["enabled"] or w.dtype != torch.float32 or w.numel() < _PACK_MIN_NUMEL:
+        return None
+    if os.environ.get("UVTAG_PACKED_GEMM", "1") == "0":
         return None
     if w._base is not None or not w.is_contiguous():  # a view made per call would be packed per call
         return None
