@@ -207,9 +207,12 @@ def _uvtag_command() -> list[str]:
 
 @pytest.fixture(scope="module")
 def many_videos(tmp_path_factory) -> Path:
+    """14 videos: a short first one (its row appears early), then longer ones, so that the batch is
+    still working well after the first row (~4 s on 2 cores; with 14 equal 8 s videos the rest took
+    ~1.5 s, and a stalled poller could signal a process already exiting)."""
     d = tmp_path_factory.mktemp("many")
     for i in range(14):
-        write_video(d / f"v{i:02d}.mp4", num_frames=80, fps=10, size=(48, 64))
+        write_video(d / f"v{i:02d}.mp4", num_frames=80 if i == 0 else 240, fps=10, size=(48, 64))
     return d
 
 
