@@ -207,12 +207,9 @@ def _uvtag_command() -> list[str]:
 
 @pytest.fixture(scope="module")
 def many_videos(tmp_path_factory) -> Path:
-    """14 videos: a short first one (its row appears early), then longer ones, so that the batch is
-    still working well after the first row (~4 s on 2 cores; with 14 equal 8 s videos the rest took
-    ~1.5 s, and a stalled poller could signal a process already exiting)."""
     d = tmp_path_factory.mktemp("many")
     for i in range(14):
-        write_video(d / f"v{i:02d}.mp4", num_frames=80 if i == 0 else 240, fps=10, size=(48, 64))
+        write_video(d / f"v{i:02d}.mp4", num_frames=80, fps=10, size=(48, 64))
     return d
 
 
@@ -225,7 +222,14 @@ def test_batch_killed_mid_run_resumes_without_duplicates(tiny_checkpoint, many_v
     out = tmp_path / "labels.csv"
     cmd = _uvtag_command() + ["batch", str(many_videos), "--out", str(out), "-m", tiny_checkpoint,
                               "--clip", "0.25", "-q", "--batch-size", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A process started in the background by a non-interactive shell (`pytest ... &`) has SIGINT
+    # ignored, and an ignored signal stays ignored in children: a handler here (reset to the
+    # default by exec) gives the batch a Ctrl-C it can see, however pytest was started.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:  # wait for the first finished video
         if out.exists() and "\nvideo," in out.read_text():
