@@ -23,14 +23,13 @@ kernels this torch build has:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections import Counter
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from uvtag.bench.measure import matmul_peak, model_gmac
+from uvtag.bench.measure import matmul_peak, median_seconds, model_gmac
 from uvtag.bench.models import bench_model
 from uvtag.infer.predict import Predictor, pick_dtype
 
@@ -41,14 +40,7 @@ LAYER_NORM_OPS = {"aten::native_layer_norm"}
 
 
 def _median(fn, runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(fn, runs, warmup)[0]
 
 
 def profiled_ops(predictor: Predictor, clips: torch.Tensor) -> tuple[Counter, Counter, Counter]:
@@ -145,8 +137,8 @@ def main() -> None:
             predictor = Predictor(bm.fresh_model(), device, dtype, batch)
             clips = torch.randn(batch, 3, cfg.t_size, cfg.input_resolution, cfg.input_resolution)
             gemms, attns, norms = profiled_ops(predictor, clips)
-            forward = _median(lambda: predictor.logits(clips), max(3, args.runs // 2), warmup=1)
-            del predictor
+            forward = _median(partial(predictor.logits, clips), max(3, args.runs // 2), warmup=1)
+            del predictor  # its packed weights too, before the kernels are timed alone
             flops = 2 * model_gmac(cfg) * 1e9 * batch
             gemm_s, gemm_flops, used = 0.0, 0.0, Counter()
             for (m, k, n, _kind), count in sorted(gemms.items()):

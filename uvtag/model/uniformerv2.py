@@ -214,8 +214,8 @@ class DropPath(nn.Module):
 QUICKGELU_ALPHA = 1.702
 _FUSED_STATE = {"enabled": True, "available": None}
 # float32 linears on the CPU: MKL's GEMM with the weight pre-packed once (as torch.compile's CPU
-# freezing does), 9% faster for B/16 than oneDNN's linear at batch 1 and 4 (bench_bound.py, A/B
-# in one run) at the cost of the packed copies' memory (~0.55 GB RSS for B/16). Only weights of
+# freezing does), 9% faster for B/16 than oneDNN's linear at batch 1 and 4 (interleaved A/B in one
+# process; README, Performance) at the cost of the packed copies' memory (~0.55 GB RSS for B/16). Only weights of
 # at least _PACK_MIN_NUMEL elements are packed: MKL's packed buffer has a floor of ~8 MB.
 # UVTAG_PACKED_GEMM=0 in the environment turns it off (oneDNN's linear, no extra memory).
 _PACK_STATE = {"enabled": True, "available": None}
@@ -254,14 +254,18 @@ def packed_gemm_available() -> bool:
 
 
 @contextmanager
-def packed_weights(enabled: bool) -> Iterator[None]:
-    """Context manager switching MKL-packed float32 linears on or off (on by default; benchmarks)."""
-    before = _PACK_STATE["enabled"]
-    _PACK_STATE["enabled"] = enabled
+def _switched(state: dict, enabled: bool) -> Iterator[None]:
+    before = state["enabled"]
+    state["enabled"] = enabled
     try:
         yield
     finally:
-        _PACK_STATE["enabled"] = before
+        state["enabled"] = before
+
+
+def packed_weights(enabled: bool):
+    """Context manager switching MKL-packed float32 linears on or off (on by default; benchmarks)."""
+    return _switched(_PACK_STATE, enabled)
 
 
 def _packed_weight(w: torch.Tensor, rows: int) -> torch.Tensor | None:
@@ -284,15 +288,9 @@ def _packed_weight(w: torch.Tensor, rows: int) -> torch.Tensor | None:
     return cached[2]
 
 
-@contextmanager
-def fused_kernels(enabled: bool) -> Iterator[None]:
+def fused_kernels(enabled: bool):
     """Context manager switching the fused CPU inference path on or off (on by default)."""
-    before = _FUSED_STATE["enabled"]
-    _FUSED_STATE["enabled"] = enabled
-    try:
-        yield
-    finally:
-        _FUSED_STATE["enabled"] = before
+    return _switched(_FUSED_STATE, enabled)
 
 
 def _fused_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
