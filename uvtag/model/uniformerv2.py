@@ -201,8 +201,9 @@ class DropPath(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# Inference engine: linears with the bias, QuickGELU and residual add fused in (oneDNN on the
-# CPU; on CUDA cuBLAS's bias epilogue, one in-place SiLU and one in-place residual add).
+# Inference engine: linears with the bias, QuickGELU and residual add fused in (on the CPU
+# oneDNN for bfloat16, MKL with packed weights then in-place SiLU/add for large float32 weights;
+# on CUDA cuBLAS's bias epilogue, one in-place SiLU and one in-place residual add).
 #
 # Used only where nothing can observe the difference from the reference path: CPU tensors in
 # float32 or bfloat16, or CUDA tensors in float32, bfloat16 or float16, whose dtype equals the
@@ -214,9 +215,10 @@ class DropPath(nn.Module):
 QUICKGELU_ALPHA = 1.702
 _FUSED_STATE = {"enabled": True, "available": None}
 # float32 linears on the CPU: MKL's GEMM with the weight pre-packed once (as torch.compile's CPU
-# freezing does), 9% faster for B/16 than oneDNN's linear at batch 1 and 4 (interleaved A/B in one
-# process; README, Performance) at the cost of the packed copies' memory (~0.55 GB RSS for B/16). Only weights of
-# at least _PACK_MIN_NUMEL elements are packed: MKL's packed buffer has a floor of ~8 MB.
+# freezing does), 9% faster for B/16 than oneDNN's linear at batch 1 and 4 (interleaved A/B in
+# one process; README, Performance) at the cost of the packed copies' memory (~0.55 GB RSS for
+# B/16). Only weights of at least _PACK_MIN_NUMEL elements are packed: MKL's packed buffer has a
+# floor of ~8 MB.
 # UVTAG_PACKED_GEMM=0 in the environment turns it off (oneDNN's linear, no extra memory).
 _PACK_STATE = {"enabled": True, "available": None}
 _PACK_MIN_NUMEL = 256 * 256
@@ -279,9 +281,10 @@ def _packed_weight(w: torch.Tensor, rows: int) -> torch.Tensor | None:
     if not packed_gemm_available():
         return None
     cached = _PACKED.get(id(w))
-    if cached is None or cached[0]() is not w or cached[1] != w._version:
-        if cached is None or cached[0]() is not w:
-            weakref.finalize(w, _PACKED.pop, id(w), None)  # the packed copy goes with its weight
+    if cached is None or cached[0]() is not w:  # first sight of this weight
+        weakref.finalize(w, _PACKED.pop, id(w), None)  # the packed copy goes with its weight
+        cached = None
+    if cached is None or cached[1] != w._version:  # new, or modified in place since packed
         with torch.inference_mode(False), torch.no_grad():
             cached = (weakref.ref(w), w._version, torch.ops.mkl._mkl_reorder_linear_weight(w.detach(), rows))
         _PACKED[id(w)] = cached
@@ -308,7 +311,7 @@ def _fused_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def _linear2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, post: str = "none") -> torch.Tensor:
-    """x [M, K] @ w[O, K].T + b, then `post` ("none" or "swish") -> [M, O]; one oneDNN pass on the CPU."""
+    """x [M, K] @ w[O, K].T + b, then `post` ("none" or "swish") -> [M, O]; on the CPU MKL (packed float32) or one oneDNN pass."""
     if x.device.type == "cuda":
         y = F.linear(x, w, b)  # cuBLAS adds the bias in its epilogue
         return F.silu(y, inplace=True) if post == "swish" else y
@@ -320,7 +323,7 @@ def _linear2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, post: st
 
 
 def _linear2d_add(x: torch.Tensor, other: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """other + x @ w.T + b; x [M, K], other [M, O] -> [M, O] (one oneDNN pass on the CPU)."""
+    """other + x @ w.T + b; x [M, K], other [M, O] -> [M, O] (CPU: MKL (packed float32) then an in-place add, or one oneDNN pass)."""
     if x.device.type == "cuda":
         return F.linear(x, w, b).add_(other)
     packed = _packed_weight(w, x.shape[0])
