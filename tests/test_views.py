@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from uvtag.errors import UsageError
 from uvtag.infer import views
 from uvtag.infer.views import View, aggregate, aggregate_groups, top_k
 from uvtag.results import LabelScore
@@ -54,6 +55,15 @@ def test_views_reject_bad_arguments() -> None:
         views.test_views(10, 8, 1, 5)
     with pytest.raises(ValueError):
         views.test_views(10, 8, 0, 3)
+
+
+def test_views_are_bounded_before_any_is_built() -> None:
+    assert len(views.test_views(50, 8, 333, 3)) == 999
+    with pytest.raises(UsageError, match=r"1,000,000 clips x 3 crops make 3,000,000 views"):
+        views.test_views(50, 8, 1_000_000, 3)
+    with pytest.raises(UsageError, match=r"1,001 clips x 1 crops make 1,001 views"):
+        views.test_views(50, 8, 1_001, 1)
+    assert views.MAX_VIEWS == 1_000
 
 
 def test_aggregate_is_mean_of_softmax() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from uvtag.errors import UsageError
-from uvtag.infer.windows import clip_spans, window_spans
+from uvtag.infer.windows import MAX_WINDOWS, clip_spans, window_count, window_spans
 
 
 def test_default_stride_is_half_window() -> None:
@@ -73,3 +73,24 @@ def test_clip_spans_are_consecutive_by_default() -> None:
 
 def test_clip_spans_short_video_gives_one_clip() -> None:
     assert clip_spans(3.5, 10.0) == [(0.0, 3.5)]
+
+
+@pytest.mark.parametrize("clamp", [False, True])
+def test_window_count_is_the_length_of_the_spans(clamp: bool) -> None:
+    for duration in (0.9, 3.0, 10.0, 11.0, 25.0, 123.456):
+        for window in (0.3, 1.0, 4.0, 8.0, 10.0):
+            for stride in (None, 0.1, 0.25, 1.0, 3.0, 5.0):
+                if window > duration and not clamp:
+                    continue
+                spans = window_spans(duration, window, stride, clamp=clamp)
+                assert window_count(duration, window, stride, clamp=clamp) == len(spans)
+
+
+def test_too_many_windows_are_refused_before_any_is_built() -> None:
+    assert window_count(10.0, 8.0, 1e-9) == 2_000_000_000
+    with pytest.raises(UsageError, match=r"makes 2,000,000,000 windows, more than the 1,000,000 allowed"):
+        window_spans(10.0, 8.0, 1e-9)
+    with pytest.raises(UsageError, match=r"about 10\^323 clips"):  # a quotient no float can hold
+        clip_spans(10.0, 8.0, 5e-324)
+    assert len(window_spans(3600.0, 8.0, 0.1)) == 35_921  # one hour at a 0.1 s stride is fine
+    assert MAX_WINDOWS == 1_000_000

@@ -27,7 +27,7 @@ from uvtag.errors import CheckpointError, UvtagError
 from uvtag.infer.clips import assemble_clips, needed_frames, prefetch
 from uvtag.infer.predict import Predictor, default_batch_size, pick_device, pick_dtype
 from uvtag.infer.segments import to_segments
-from uvtag.infer.views import aggregate, test_views, top_k
+from uvtag.infer.views import aggregate, check_view_count, test_views, top_k
 from uvtag.infer.windows import clip_spans, window_spans
 from uvtag.model.uniformerv2 import UniFormerV2, build_model
 from uvtag.model.weights import load_into, load_model, read_checkpoint
@@ -127,7 +127,9 @@ class Tagger:
         """`classify` over many videos, decoding the next video while the model runs on this one.
 
         Yields, in input order, a VideoPrediction per video or a Failure for a video that cannot be read.
+        Too many views (`uvtag.infer.views.MAX_VIEWS`) raise UsageError before any video is opened.
         """
+        check_view_count(num_clips or self.checkpoint.num_clips, num_crops or self.checkpoint.num_crops)
 
         def decoded():
             for path in paths:

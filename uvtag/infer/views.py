@@ -4,6 +4,8 @@ The official loader emits K x S items per video in the order v = k * S + s (clip
 crop s = v % S). `tools/test_net.py` takes a softmax per view and `TestMeter` sums the views of a
 video. Here the views are averaged instead: the mean is the sum divided by the number of views, so
 the ranking (and the argmax) is the same and the result stays a probability distribution.
+
+A video gets at most `MAX_VIEWS` views (`check_view_count`, checked before any view is built).
 """
 
 from __future__ import annotations
@@ -13,9 +15,27 @@ from dataclasses import dataclass
 
 import torch
 
+from uvtag.errors import UsageError
 from uvtag.results import LabelScore
 from uvtag.video.sampling import sample_clip_indices
 from uvtag.video.transforms import spatial_indices
+
+
+# Most views (clips x crops) one video may have: 80x the largest official protocol (4 clips x
+# 3 crops). Every view is held at once (B/16 8x224: 4.8 MB of float32 each), so 1,000 views are
+# already ~5 GB; a larger count is a mistyped --num-clips.
+MAX_VIEWS = 1_000
+
+
+def check_view_count(num_clips: int, num_crops: int) -> int:
+    """The number of views, num_clips x num_crops; UsageError (one line) above `MAX_VIEWS`."""
+    count = num_clips * num_crops
+    if count > MAX_VIEWS:
+        raise UsageError(
+            f"{num_clips:,} clips x {num_crops} crops make {count:,} views of one video, more than "
+            f"the {MAX_VIEWS:,} allowed; use a smaller --num-clips"
+        )
+    return count
 
 
 @dataclass(frozen=True)
@@ -45,10 +65,14 @@ def test_views(
 
     Returns:
         K * S views ordered v = k * S + s, like the official loader.
+
+    Raises:
+        ValueError: a bad argument; UsageError: more than `MAX_VIEWS` views.
     """
     if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
         raise ValueError(f"num_clips must be an int >= 1, got {num_clips!r}")
     crops = spatial_indices(num_crops, sampler)
+    check_view_count(num_clips, len(crops))
     views = []
     for k in range(num_clips):
         frames = tuple(sample_clip_indices(num_frames, frames_per_clip, k, num_clips, sampler))
