@@ -6,7 +6,10 @@ import dataclasses
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -30,6 +33,13 @@ class _Server:
         self.drops_left: dict[str, int] = {}  # path -> how many requests still get dropped
         self.ignore_range = False
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        self.redirects: dict[str, str] = {}  # path -> Location of a 302
+        self.hold_after: dict[str, int] = {}  # path -> bytes the first request gets before waiting for `release`
+        self.holding = threading.Event()  # set once a held request waits
+        self.release = threading.Event()
+        self.drip: set[str] = set()  # paths sent one byte every 0.1 s
+        self.silent: set[str] = set()  # paths whose body never comes
+        self.closing = threading.Event()  # ends every wait when the test is over
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +51,12 @@ class _Server:
             def do_GET(self) -> None:
                 rng = self.headers.get("Range")
                 server.requests.append((self.path, rng))
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_response(404)
@@ -62,6 +78,23 @@ class _Server:
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 chunk = body[start:]
+                if self.path in server.silent:
+                    server.closing.wait(120)
+                    return
+                if self.path in server.drip:
+                    for i in range(len(chunk)):
+                        if server.closing.wait(0.1):
+                            return
+                        self.wfile.write(chunk[i : i + 1])
+                        self.wfile.flush()
+                    return
+                held = server.hold_after.pop(self.path, None)
+                if held is not None:
+                    self.wfile.write(chunk[:held])
+                    self.wfile.flush()
+                    server.holding.set()
+                    server.release.wait(120)
+                    chunk = chunk[held:]
                 if server.drops_left.get(self.path, 0) > 0:
                     server.drops_left[self.path] -= 1
                     self.wfile.write(chunk[: server.drop_after[self.path]])
@@ -83,6 +116,8 @@ def server():
     s = _Server()
     s.thread.start()
     yield s
+    s.closing.set()
+    s.release.set()
     s.httpd.shutdown()
     s.httpd.server_close()
 
@@ -123,7 +158,8 @@ def test_fresh_download_lands_in_uvtag_home(server, tmp_path):
     path = resolve(_entry(server.url("/a/test_model.pyth")), progress=False)
     assert path == tmp_path / "home" / "test_model.pyth"
     assert path.read_bytes() == PAYLOAD
-    assert sorted(p.name for p in path.parent.iterdir()) == ["test_model.pyth"]  # no .part left
+    assert sorted(p.name for p in path.parent.iterdir()) == ["test_model.pyth", "test_model.pyth.size"]  # no .part, no .lock
+    assert (path.parent / "test_model.pyth.size").read_text().strip() == str(len(PAYLOAD))
     # second call: served from the cache, no request
     n = len(server.requests)
     assert resolve(_entry(server.url("/a/test_model.pyth")), progress=False) == path
@@ -342,3 +378,190 @@ def test_a_file_without_download_location_says_where_it_belongs(tmp_path, monkey
     local_only = dataclasses.replace(get_checkpoint("mit_uniformerv2_b16_8x224"), urls=(), filename="bundled.pt")
     with pytest.raises(OfflineError, match=f"put bundled.pt at {tmp_path / 'weights' / 'bundled.pt'}"):
         resolve(local_only, tmp_path / "cache", offline=False)
+
+
+# ---------------------------------------------------------------- through the CLI: `uvtag download`, `uvtag models`
+
+_CLI_DOWNLOAD = """
+import dataclasses, sys
+from uvtag.cli import app
+from uvtag.model.zoo import CHECKPOINTS, get_checkpoint
+base = get_checkpoint("k400_k710_uniformerv2_b16_8x224")
+CHECKPOINTS["test_model"] = dataclasses.replace(
+    base, name="test_model", filename="test_model.pyth", urls=(sys.argv[1],), sha256=None)
+app(["download", "test_model", "--cache-dir", sys.argv[2]])
+"""
+
+
+def _start_cli_download(url: str, cache: Path, log: Path, **env: str) -> subprocess.Popen:
+    """`uvtag download` in its own process, for a zoo entry without checksum whose file is at `url`."""
+    child_env = {k: v for k, v in os.environ.items() if k != "UVTAG_OFFLINE"} | env
+    with open(log, "wb") as err:
+        return subprocess.Popen([sys.executable, "-c", _CLI_DOWNLOAD, url, str(cache)], stdout=subprocess.PIPE,
+                                stderr=err, env=child_env)
+
+
+def _error_line(log: Path) -> str:
+    """The last line a child wrote on stderr (its error), tqdm's carriage-return frames dropped."""
+    lines = [line.rsplit("\r", 1)[-1] for line in log.read_text().splitlines()]
+    return [line for line in lines if line.strip()][-1]
+
+
+@pytest.fixture
+def zoo_entry(monkeypatch):
+    """Put a zoo entry without checksum named test_model on the test server, for the in-process CLI."""
+    from uvtag.model.zoo import CHECKPOINTS
+
+    def put(url: str):
+        entry = _entry(url, sha256=None)
+        monkeypatch.setitem(CHECKPOINTS, "test_model", entry)
+        return entry
+
+    return put
+
+
+def _models_row(result) -> str:
+    return next(line for line in result.stdout.splitlines() if "test_model" in line)
+
+
+def test_two_processes_downloading_one_file_share_one_download(server, tmp_path):
+    server.files["/slow.pyth"] = PAYLOAD
+    server.hold_after["/slow.pyth"] = 100_000  # the first download stops midway until released
+    cache = tmp_path / "shared_cache"
+    first = _start_cli_download(server.url("/slow.pyth"), cache, tmp_path / "first.err")
+    second = None
+    try:
+        assert server.holding.wait(120), (tmp_path / "first.err").read_text()
+        second = _start_cli_download(server.url("/slow.pyth"), cache, tmp_path / "second.err")
+        deadline = time.monotonic() + 120  # until the second one waits for the first (or fetches on its own)
+        while ("waiting for another uvtag process" not in (tmp_path / "second.err").read_text()
+               and len(server.requests) < 2 and second.poll() is None and time.monotonic() < deadline):
+            time.sleep(0.05)
+        server.release.set()
+        outs = [p.communicate(timeout=120)[0].decode().strip() for p in (first, second)]
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+    errors = [(tmp_path / f"{n}.err").read_text() for n in ("first", "second")]
+    assert (first.returncode, second.returncode) == (0, 0), errors
+    assert outs == [str(cache / "test_model.pyth")] * 2
+    assert (cache / "test_model.pyth").read_bytes() == PAYLOAD
+    assert [p for p, _ in server.requests] == ["/slow.pyth"]  # one download, reused by the second process
+    assert "waiting for another uvtag process downloading test_model.pyth" in errors[1]
+    assert sorted(p.name for p in cache.iterdir()) == ["test_model.pyth", "test_model.pyth.size"]
+
+
+def test_short_body_without_checksum_is_refused(server, tmp_path, zoo_entry):
+    from typer.testing import CliRunner
+
+    from uvtag.cli import app
+
+    server.files["/f.pyth"] = PAYLOAD
+    server.drop_after["/f.pyth"], server.drops_left["/f.pyth"] = 50_000, 100  # always fewer than Content-Length
+    zoo_entry(server.url("/f.pyth"))
+    result = CliRunner().invoke(app, ["download", "test_model"])
+    assert result.exit_code == 1
+    message = result.stderr.strip()
+    assert "\n" not in message
+    assert f"{server.url('/f.pyth')} (connection closed after 150000 of {len(PAYLOAD)} bytes)" in message
+    assert not (tmp_path / "home" / "test_model.pyth").exists()
+    assert not (tmp_path / "home" / "test_model.pyth.size").exists()
+    assert "yes" not in _models_row(CliRunner().invoke(app, ["models"]))
+
+
+def test_resumed_part_of_a_file_that_changed_on_the_server_starts_over(server, tmp_path):
+    server.files["/f.pyth"] = PAYLOAD
+    server.drop_after["/f.pyth"], server.drops_left["/f.pyth"] = 50_000, 3
+    with pytest.raises(DownloadError, match="resumes next time"):
+        resolve(_entry(server.url("/f.pyth"), sha256=None), progress=False)
+    changed = os.urandom(200_000)  # a new upload under the same URL: its first bytes differ
+    server.files["/f.pyth"] = changed
+    path = resolve(_entry(server.url("/f.pyth"), sha256=None), progress=False)
+    assert path.read_bytes() == changed
+    assert server.requests[-2:] == [("/f.pyth", "bytes=150000-"), ("/f.pyth", None)]
+
+
+@pytest.mark.parametrize("how", ["drip", "silent"])
+def test_stalled_download_fails_after_the_stall_timeout(server, tmp_path, how):
+    server.files["/f.pyth"] = PAYLOAD[:5000]
+    getattr(server, how).add("/f.pyth")
+    cache = tmp_path / "cache"
+    log = tmp_path / "child.err"
+    child = _start_cli_download(server.url("/f.pyth"), cache, log, UVTAG_DOWNLOAD_STALL_S="1")
+    try:
+        child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 1, log.read_text()
+    message = _error_line(log)
+    assert message.startswith("error: could not download test_model")
+    assert f"{server.url('/f.pyth')} (stalled: " in message and " 1 s; UVTAG_DOWNLOAD_STALL_S sets the limit" in message
+    assert not (cache / "test_model.pyth").exists()
+    assert ("resumes next time" in message) == (how == "drip")  # a silent server left nothing to resume
+
+
+def test_bad_stall_timeout_is_a_usage_error(tmp_path, monkeypatch, zoo_entry):
+    from typer.testing import CliRunner
+
+    from uvtag.cli import app
+
+    zoo_entry(_closed_port_url())
+    monkeypatch.setenv("UVTAG_DOWNLOAD_STALL_S", "soon")
+    result = CliRunner().invoke(app, ["download", "test_model"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: UVTAG_DOWNLOAD_STALL_S='soon' is not a positive number of seconds"
+
+
+def test_redirect_loop_is_one_line(server, zoo_entry):
+    from typer.testing import CliRunner
+
+    from uvtag.cli import app
+
+    server.redirects["/loop.pyth"] = "/loop.pyth"
+    zoo_entry(server.url("/loop.pyth"))
+    result = CliRunner().invoke(app, ["download", "test_model"])
+    assert result.exit_code == 1
+    message = result.stderr.strip()
+    assert "\n" not in message
+    assert f"{server.url('/loop.pyth')} (HTTP 302: redirect loop or too many redirects)" in message
+
+
+def test_empty_model_name_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from uvtag.cli import app
+    from videogen import write_video
+
+    video = write_video(tmp_path / "a.mp4", num_frames=16, fps=8)
+    for command in (["classify", str(video), "-m", ""], ["localize", str(video), "-m", " "]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, result.stderr
+        message = result.stderr.strip()
+        assert "\n" not in message
+        assert "model name is empty" in message and "uvtag models" in message
+
+
+def test_damaged_cache_file_without_checksum_is_absent_and_downloaded_again(server, tmp_path, zoo_entry):
+    from typer.testing import CliRunner
+
+    from uvtag.cli import app
+
+    server.files["/f.pyth"] = PAYLOAD
+    zoo_entry(server.url("/f.pyth"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["download", "test_model"]).exit_code == 0
+    cached = tmp_path / "home" / "test_model.pyth"
+    assert "yes" in _models_row(runner.invoke(app, ["models"]))
+    cached.write_bytes(PAYLOAD[:1000])  # truncated (a full disk, a copy cut short)
+    assert "yes" not in _models_row(runner.invoke(app, ["models"]))
+    with pytest.warns(UserWarning, match="size mismatch"):
+        result = runner.invoke(app, ["download", "test_model"])
+    assert result.exit_code == 0, result.stderr
+    assert cached.read_bytes() == PAYLOAD
+    assert [p for p, _ in server.requests] == ["/f.pyth", "/f.pyth"]
+    assert "yes" in _models_row(runner.invoke(app, ["models"]))
+    cached.write_bytes(PAYLOAD[:1000])
+    with pytest.raises(ChecksumError, match=r"test_model\.pyth: 1000 bytes is not the 300003 downloaded; delete it"):
+        resolve("test_model", offline=True)
