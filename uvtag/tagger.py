@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uvtag.errors import CheckpointError, UvtagError
+from uvtag.errors import CheckpointError, UsageError, UvtagError
 from uvtag.infer.clips import assemble_clips, needed_frames, prefetch
 from uvtag.infer.predict import Predictor, default_batch_size, pick_device, pick_dtype
 from uvtag.infer.segments import to_segments
@@ -250,6 +250,8 @@ def load(model: str | Path = DEFAULT_MODEL, *, arch: str | None = None, device: 
         isolate: decode in reused child processes (a crashing decoder costs one video).
     """
     common = dict(device=device, precision=precision, batch_size=batch_size, backend=backend, isolate=isolate)
+    if isinstance(model, str) and not model.strip():
+        raise UsageError("the model name is empty; pass a zoo name (list them with `uvtag models`) or a checkpoint file")
     if not _looks_like_path(model):
         checkpoint = get_checkpoint(str(model))
         net, labels = load_model(checkpoint, None, cache_dir=cache_dir, offline=offline, progress=progress)
