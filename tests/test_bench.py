@@ -53,7 +53,8 @@ def test_bench_runs_end_to_end_and_writes_json(tmp_path):
         assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / data["peak_gflops"][r["precision"]], rel=0.02)
     assert {r["engine"]: r["weights"] for r in rows if r["precision"] == "bf16"} == {
         "fused": "bfloat16", "reference": "bfloat16", "autocast": "float32", "unpacked": "bfloat16"}
-    assert data["machine"]["packed_gemm"] in (True, False)
+    assert data["machine"]["packed_gemm"] in (True, False) and data["machine"]["native_bf16"] in (True, False)
+    assert set(data["machine"]["cpu_kernels"]) == {"fp32", "bf16"} and "AVX2" in data["machine"]["cpu_summary"]
     d = data["decode"]
     assert d["frames"] == 120 and d["height"] == 72  # the long file: two 2 s clips
     assert d["full_decode_fps"] > 0 and d["sliding_window_fps"] > 0 and d["sparse_clip_ms"] > 0
@@ -70,6 +71,7 @@ def test_bench_runs_end_to_end_and_writes_json(tmp_path):
     table = md.read_text()
     assert "| tiny | fp32 | 2 | fused |" in table and "| localize | tiny |" in table
     assert "Matmul peak: fp32" in table
+    assert "CPU: " in table and "CPU kernels fp32: " in table and "CPU kernels bf16: " in table
 
 
 def test_bench_json_to_stdout_without_e2e(tmp_path):
@@ -91,11 +93,16 @@ def test_bench_usage_errors(tmp_path, args, message):
     assert message in result.output
 
 
-def test_device_dependent_defaults():
+def test_device_dependent_defaults(monkeypatch):
+    from uvtag.bench import suite
     from uvtag.bench.suite import BenchOptions, _defaults
+    from uvtag.model.kernels import CpuInfo
 
+    monkeypatch.setattr(suite, "cpu_info", lambda: CpuInfo("Xeon", frozenset({"avx2", "avx512f", "amx_bf16"})))
     cpu = _defaults(BenchOptions(), torch.device("cpu"))
     assert (cpu.batch_sizes, cpu.peak_sizes, cpu.precisions) == ((1, 4), (2048, 3072), ("fp32", "bf16"))
+    monkeypatch.setattr(suite, "cpu_info", lambda: CpuInfo("EPYC", frozenset({"avx2"})))  # bf16 would be emulated
+    assert _defaults(BenchOptions(), torch.device("cpu")).precisions == ("fp32",)
     gpu = _defaults(BenchOptions(), torch.device("cuda"))  # a GPU is busy only with larger work
     assert (gpu.batch_sizes, gpu.peak_sizes, gpu.precisions) == ((1, 8, 32), (8192, 4096), ("fp32", "bf16", "fp16"))
     mine = _defaults(BenchOptions(batch_sizes=(2,), peak_sizes=(64,), precisions=("bf16",)), torch.device("cuda"))

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from uvtag.errors import DeviceError, UsageError
+from uvtag.infer import predict
 from uvtag.infer.predict import Predictor, default_batch_size, pick_device, pick_dtype
+from uvtag.model.kernels import CpuInfo
 from uvtag.model import ModelConfig, build_model
 
 TINY = ModelConfig(input_resolution=16, patch_size=4, width=32, layers=2, heads=4, t_size=4,
@@ -37,10 +39,23 @@ def test_unknown_device_is_a_clear_error():
         pick_device("tpu9")
 
 
-def test_precisions():
+NATIVE_BF16 = CpuInfo("Intel Xeon", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+AVX2_ONLY = CpuInfo("AMD EPYC", frozenset({"avx2", "fma"}))
+CAPPED = CpuInfo("Intel Xeon", NATIVE_BF16.flags, (("ONEDNN_MAX_CPU_ISA", "AVX2"),))
+
+
+def test_precisions(monkeypatch):
     cpu = torch.device("cpu")
+    monkeypatch.setattr(predict, "cpu_info", lambda: NATIVE_BF16)
     assert pick_dtype(cpu, "auto") == torch.float32
     assert pick_dtype(cpu, "bf16") == torch.bfloat16
+    for other in (AVX2_ONLY, CAPPED):  # no native bf16: refused in one line, unless emulation is asked for
+        monkeypatch.setattr(predict, "cpu_info", lambda other=other: other)
+        assert pick_dtype(cpu, "auto") == torch.float32
+        with pytest.raises(UsageError, match="no native bfloat16") as e:
+            pick_dtype(cpu, "bf16")
+        assert "\n" not in str(e.value) and other.name in str(e.value)
+        assert pick_dtype(cpu, "bf16", emulated_bf16=True) == torch.bfloat16
     with pytest.raises(UsageError, match="70x slower"):
         pick_dtype(cpu, "fp16")
     with pytest.raises(UsageError, match="unknown precision"):

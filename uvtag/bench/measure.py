@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from uvtag.model.kernels import cpu_info, kernel_available, kernel_plan
 from uvtag.model.uniformerv2 import ModelConfig, fused_kernels_available, gmac_per_view, packed_gemm_available
 
 Log = Callable[[str], None]
@@ -39,17 +39,7 @@ def median_seconds(fn: Callable[[], object], runs: int = 3, warmup: int = 1) -> 
 
 def machine_info(device: torch.device) -> dict:
     """What the numbers were measured on: CPU, cores, memory, torch, GPU, date, load."""
-    cpu = platform.processor() or platform.machine()
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("", platform.machine()):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    cpu = cpu_info()
     mem_gib = None
     try:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
@@ -57,11 +47,15 @@ def machine_info(device: torch.device) -> dict:
         pass
     info = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": cpu,
+        "cpu": cpu.name,
+        "cpu_summary": cpu.summary(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "memory_gib": mem_gib,
-        "cpu_features": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "avx512_fp16"}),
+        "cpu_features": sorted(cpu.flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "avx512_fp16"}),
+        "isa_caps": dict(cpu.caps),
+        "native_bf16": cpu.native_bf16,
+        "cpu_kernels": {"fp32": kernel_plan(torch.float32), "bf16": kernel_plan(torch.bfloat16)},
         "torch": torch.__version__,
         "fused_kernels": fused_kernels_available(),
         "packed_gemm": packed_gemm_available(),
@@ -112,7 +106,7 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, *, sizes: Sequence[int
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
         kernels = {"mm": lambda: torch.mm(a, b)}
-        if device.type == "cpu" and fused_kernels_available():
+        if device.type == "cpu" and kernel_available("onednn_linear", dtype):
             kernels["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
         if device.type == "cpu" and dtype == torch.float32 and packed_gemm_available():
             packed = torch.ops.mkl._mkl_reorder_linear_weight(b, n)

@@ -102,7 +102,7 @@ def bench_forward(bm: BenchModel, *, device: torch.device, precision: str, batch
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     cfg = bm.config
-    dtype = pick_dtype(device, precision)
+    dtype = pick_dtype(device, precision, emulated_bf16=True)
     if engine == "autocast" and dtype == torch.float32:
         raise UsageError("the autocast engine needs --precision bf16 or fp16")
     predictor = Predictor(bm.fresh_model(), device, dtype, batch, compile=engine == "compile",

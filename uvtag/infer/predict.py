@@ -4,8 +4,11 @@ Clips go in as float32 [B, 3, T, H, W] (normalised, on the CPU); logits come bac
 [B, num_classes] on the CPU, whatever the device and precision used inside.
 
 Engine choices (each kept because `uvtag bench` measured it, see the README's benchmark table):
-- the model's fused path (`uniformerv2.fused_kernels`: oneDNN on the CPU, cuBLAS epilogues and
-  in-place activations on CUDA) runs whenever the weights are in the compute dtype;
+- the model's fused path (`uniformerv2.fused_kernels`: MKL/oneDNN on the CPU where the CPU has
+  them for the dtype, cuBLAS epilogues and in-place activations on CUDA) runs whenever the
+  weights are in the compute dtype;
+- bf16 on a CPU without native bfloat16 (no avx512_bf16 / AMX) is refused by `pick_dtype`:
+  emulated, it is 4-7x slower than fp32;
 - bfloat16/float16 cast the weights once (CPU bfloat16: 2.3x faster than autocast, which
   re-casts every weight on every call; CUDA: see the README's GPU table);
 - CUDA batches are pinned and copied with non_blocking; CUDA float32 runs without TF32;
@@ -24,6 +27,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 from uvtag.errors import DeviceError, UsageError
+from uvtag.model.kernels import cpu_info
 from uvtag.model.uniformerv2 import fused_kernels, gmac_per_view
 
 SMALL_MODEL_GMAC = 2.0  # below this per clip, one CPU thread beats two (see the module docstring)
@@ -59,8 +63,13 @@ def default_batch_size(model: torch.nn.Module, device: torch.device) -> int:
     return 16 if config is not None and gmac_per_view(config) < SMALL_MODEL_GMAC else 2
 
 
-def pick_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
-    """Compute dtype: fp32 on CPU by default (exact to the official numbers); bf16/fp16 autocast on CUDA."""
+def pick_dtype(device: torch.device, precision: str = "auto", *, emulated_bf16: bool = False) -> torch.dtype:
+    """Compute dtype: fp32 on CPU by default (exact to the official numbers); bf16/fp16 on CUDA.
+
+    bf16 on a CPU without native bfloat16 instructions is refused (UsageError) unless
+    `emulated_bf16` (benchmarks): emulated, B/16 and motion-tiny ran 3.8-6.7x slower than fp32
+    (tests/benchmarks/bench_precision.py, kernels capped to AVX2), so nothing is gained by it.
+    """
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
@@ -69,6 +78,9 @@ def pick_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
         return torch.float32
     if precision == "fp16" and device.type == "cpu":
         raise UsageError("fp16 on the CPU is about 70x slower than fp32 here; use --precision fp32 or bf16")
+    if precision == "bf16" and device.type == "cpu" and not emulated_bf16 and not cpu_info().native_bf16:
+        raise UsageError(f"bf16 on this CPU ({cpu_info().summary()}) has no native bfloat16 instructions "
+                         "(avx512_bf16 or AMX) and runs 4-7x slower than fp32; use --precision fp32, the CPU default")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -80,7 +92,7 @@ class Predictor:
             `cast_weights`).
         device: where to run.
         dtype: compute precision. float32 runs plainly; bfloat16/float16 either cast the weights
-            (`cast_weights`) or run under autocast with float32 weights.
+            (`cast_weights`, the default) or run under autocast with float32 weights.
         batch_size: clips per forward pass; halved automatically on out-of-memory.
         cast_weights: None = cast (low-precision weights + fused kernels); False = autocast.
         compile: run through `torch.compile` (first call compiles: tens of seconds).

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uvtag.model.kernels import kernel_available
+
 __all__ = ["ModelConfig", "UniFormerV2", "build_model", "fused_kernels", "fused_kernels_available", "gmac_per_view"]
 
 
@@ -202,57 +204,40 @@ class DropPath(nn.Module):
 
 # --------------------------------------------------------------------------------------------
 # Inference engine: linears with the bias, QuickGELU and residual add fused in (on the CPU
-# oneDNN for bfloat16, MKL with packed weights then in-place SiLU/add for large float32 weights;
-# on CUDA cuBLAS's bias epilogue, one in-place SiLU and one in-place residual add).
+# oneDNN's fused linear where the CPU has it for the dtype, MKL with packed weights then in-place
+# SiLU/add for large float32 weights, ATen's linear then in-place SiLU/add otherwise; on CUDA
+# cuBLAS's bias epilogue, one in-place SiLU and one in-place residual add).
 #
 # Used only where nothing can observe the difference from the reference path: CPU tensors in
 # float32 or bfloat16, or CUDA tensors in float32, bfloat16 or float16, whose dtype equals the
 # weights', no autograd, no autocast. It computes the same function (QuickGELU(h) =
 # silu(1.702 h) / 1.702, with the 1.702 folded into ln_2 and c_fc's bias and the 1/1.702 into a
 # cached copy of c_proj's weight) to the dtype's rounding; every other case, training included,
-# takes the reference path unchanged.
+# takes the reference path unchanged. Which CPU kernels exist per dtype is probed once
+# (`uvtag.model.kernels`): a kernel this CPU lacks is never called.
 
 QUICKGELU_ALPHA = 1.702
-_FUSED_STATE = {"enabled": True, "available": None}
+_FUSED_STATE = {"enabled": True}
 # float32 linears on the CPU: MKL's GEMM with the weight pre-packed once (as torch.compile's CPU
 # freezing does), 9% faster for B/16 than oneDNN's linear at batch 1 and 4 (interleaved A/B in
 # one process; README, Performance) at the cost of the packed copies' memory (~0.55 GB RSS for
 # B/16). Only weights of at least _PACK_MIN_NUMEL elements are packed: MKL's packed buffer has a
 # floor of ~8 MB.
 # UVTAG_PACKED_GEMM=0 in the environment turns it off (oneDNN's linear, no extra memory).
-_PACK_STATE = {"enabled": True, "available": None}
+_PACK_STATE = {"enabled": True}
 _PACK_MIN_NUMEL = 256 * 256
 _PACKED: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}  # id(weight) -> (weight, its _version, packed)
 
 
-def fused_kernels_available() -> bool:
-    """True when this torch build has oneDNN's fused linear (`torch.ops.mkldnn._linear_pointwise`)."""
-    if _FUSED_STATE["available"] is None:
-        ok = False
-        try:
-            if torch.backends.mkldnn.is_available():
-                x, w = torch.ones(2, 4), torch.ones(3, 4)
-                y = torch.ops.mkldnn._linear_pointwise.binary(x, torch.zeros(2, 3), w, torch.zeros(3), "add")
-                z = torch.ops.mkldnn._linear_pointwise(x, w, None, "swish", [], "")
-                ok = bool(torch.allclose(y, torch.full((2, 3), 4.0))) and bool(torch.allclose(z, F.silu(y)))
-        except (AttributeError, RuntimeError):
-            ok = False
-        _FUSED_STATE["available"] = ok
-    return bool(_FUSED_STATE["available"])
+def fused_kernels_available(dtype: torch.dtype = torch.float32) -> bool:
+    """True when oneDNN's fused linear (`torch.ops.mkldnn._linear_pointwise`, with SiLU and with a
+    residual add) runs in `dtype` on this CPU."""
+    return kernel_available("onednn_linear", dtype) and kernel_available("onednn_linear_add", dtype)
 
 
 def packed_gemm_available() -> bool:
     """True when this torch build has MKL's pre-packed float32 linear (`torch.ops.mkl._mkl_linear`)."""
-    if _PACK_STATE["available"] is None:
-        ok = False
-        try:
-            x, w, b = torch.ones(2, 4), torch.ones(3, 4), torch.ones(3)
-            packed = torch.ops.mkl._mkl_reorder_linear_weight(w, 2)
-            ok = bool(torch.allclose(torch.ops.mkl._mkl_linear(x, packed, w, b, 2), torch.full((2, 3), 5.0)))
-        except (AttributeError, RuntimeError):
-            ok = False
-        _PACK_STATE["available"] = ok
-    return bool(_PACK_STATE["available"])
+    return kernel_available("mkl_packed", torch.float32)
 
 
 @contextmanager
@@ -292,7 +277,7 @@ def _packed_weight(w: torch.Tensor, rows: int) -> torch.Tensor | None:
 
 
 def fused_kernels(enabled: bool):
-    """Context manager switching the fused CPU inference path on or off (on by default)."""
+    """Context manager switching the fused inference path on or off (on by default)."""
     return _switched(_FUSED_STATE, enabled)
 
 
@@ -302,34 +287,39 @@ def _fused_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
         return False
     if x.device.type == "cuda":
         return x.dtype in (torch.float32, torch.bfloat16, torch.float16) and not torch.is_autocast_enabled("cuda")
-    return (
-        x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.bfloat16)
-        and not torch.is_autocast_enabled("cpu")
-        and fused_kernels_available()
-    )
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_autocast_enabled("cpu")
 
 
 def _linear2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, post: str = "none") -> torch.Tensor:
-    """x [M, K] @ w[O, K].T + b, then `post` ("none" or "swish") -> [M, O]; on the CPU MKL (packed float32) or one oneDNN pass."""
-    if x.device.type == "cuda":
-        y = F.linear(x, w, b)  # cuBLAS adds the bias in its epilogue
-        return F.silu(y, inplace=True) if post == "swish" else y
-    packed = _packed_weight(w, x.shape[0])
-    if packed is not None:
-        y = torch.ops.mkl._mkl_linear(x, packed, w, b, x.shape[0])
-        return F.silu(y, inplace=True) if post == "swish" else y
-    return torch.ops.mkldnn._linear_pointwise(x, w, b, post, [], "")
+    """x [M, K] @ w[O, K].T + b, then `post` ("none" or "swish") -> [M, O].
+
+    CPU: MKL (packed float32) or one oneDNN pass where the CPU has them for x's dtype; otherwise,
+    and on CUDA (cuBLAS adds the bias in its epilogue), ATen's linear and an in-place SiLU.
+    """
+    if x.device.type == "cpu":
+        packed = _packed_weight(w, x.shape[0])
+        if packed is not None:
+            y = torch.ops.mkl._mkl_linear(x, packed, w, b, x.shape[0])
+            return F.silu(y, inplace=True) if post == "swish" else y
+        if kernel_available("onednn_linear", x.dtype):
+            return torch.ops.mkldnn._linear_pointwise(x, w, b, post, [], "")
+    y = F.linear(x, w, b)
+    return F.silu(y, inplace=True) if post == "swish" else y
 
 
 def _linear2d_add(x: torch.Tensor, other: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """other + x @ w.T + b; x [M, K], other [M, O] -> [M, O] (CPU: MKL (packed float32) then an in-place add, or one oneDNN pass)."""
-    if x.device.type == "cuda":
-        return F.linear(x, w, b).add_(other)
-    packed = _packed_weight(w, x.shape[0])
-    if packed is not None:
-        return torch.ops.mkl._mkl_linear(x, packed, w, b, x.shape[0]).add_(other)
-    return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, b, "add")
+    """other + x @ w.T + b; x [M, K], other [M, O] -> [M, O].
+
+    CPU: MKL (packed float32) then an in-place add, or one oneDNN pass, where the CPU has them for
+    x's dtype; otherwise, and on CUDA, ATen's linear and an in-place add.
+    """
+    if x.device.type == "cpu":
+        packed = _packed_weight(w, x.shape[0])
+        if packed is not None:
+            return torch.ops.mkl._mkl_linear(x, packed, w, b, x.shape[0]).add_(other)
+        if kernel_available("onednn_linear_add", x.dtype):
+            return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, b, "add")
+    return F.linear(x, w, b).add_(other)
 
 
 def _scaled_weight(owner: nn.Module, w: torch.Tensor, scale: float) -> torch.Tensor:
@@ -492,7 +482,7 @@ class LocalBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.ln_2(x)))
 
     def _forward_fused(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        """Inference-only `forward`: 5 oneDNN calls, 2 LayerNorms and SDPA per block, no other passes."""
+        """Inference-only `forward`: 5 fused linears, 2 LayerNorms and SDPA per block, no other passes."""
         NT, L, C = x.shape
         if self.use_lmhra:
             x = self._local(self.lmhra1, x, n)
