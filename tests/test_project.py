@@ -29,6 +29,15 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert _readme_commands()[1] in ci
 
 
+def test_ci_runs_the_engine_tests_again_capped_to_avx2():
+    ci = (ROOT / ".ci" / "run").read_text().replace("\\\n", " ")
+    capped = [line for line in ci.splitlines() if "ONEDNN_MAX_CPU_ISA=AVX2" in line]
+    assert len(capped) == 1
+    for part in ("ATEN_CPU_CAPABILITY=avx2", "MKL_ENABLE_INSTRUCTIONS=AVX2", "-m pytest", "tests/test_engine.py",
+                 "tests/test_predict.py", "tests/test_model.py", "tests/test_cpu_kernels.py"):
+        assert part in capped[0]
+
+
 def test_tagging_dependencies_do_not_pull_timm_or_torchvision():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = " ".join(project["dependencies"]).lower()
