@@ -1,15 +1,41 @@
 """Typed results passed between stages and to the writers.
 
 Times are seconds (float) and say so in their names; scores are probabilities in [0, 1]
-(softmax per view, averaged over views) unless a field says otherwise.
+(softmax per view, averaged over views) unless a field says otherwise. Scores and span times are
+finite: a record holding NaN or inf raises `NonFiniteError` when it is built, so none is written.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from numbers import Real
 from dataclasses import dataclass, field
 
+from uvtag.errors import UvtagError
+
 SCHEMA_VERSION = 1  # bump when a field of a written record changes meaning or name
+
+
+class NonFiniteError(UvtagError):
+    """A score or time that is NaN or infinite (a model with broken weights or normalisation)."""
+
+
+def _is_non_finite(value: object) -> bool:
+    return isinstance(value, Real) and not math.isfinite(value)
+
+
+def _check_score(label: str, score: float) -> None:
+    if _is_non_finite(score):
+        raise NonFiniteError(
+            f"the score of {label!r} is {score}, not a finite number: the model's outputs are NaN or "
+            "infinite (broken weights or normalisation in the checkpoint, or an overflow: try --precision fp32)"
+        )
+
+
+def _check_span(what: str, start_sec: float, end_sec: float) -> None:
+    if _is_non_finite(start_sec) or _is_non_finite(end_sec):
+        raise NonFiniteError(f"{what} [{start_sec}, {end_sec}] s has a time that is not a finite number")
 
 
 @dataclass(frozen=True)
@@ -35,6 +61,9 @@ class LabelScore:
     index: int
     score: float
 
+    def __post_init__(self) -> None:
+        _check_score(self.label, self.score)
+
 
 @dataclass(frozen=True)
 class ClipPrediction:
@@ -43,6 +72,9 @@ class ClipPrediction:
     start_sec: float
     end_sec: float
     top: tuple[LabelScore, ...]
+
+    def __post_init__(self) -> None:
+        _check_span("span", self.start_sec, self.end_sec)
 
 
 @dataclass(frozen=True)
@@ -66,6 +98,10 @@ class Segment:
     start_sec: float
     end_sec: float
     score: float
+
+    def __post_init__(self) -> None:
+        _check_span(f"segment of {self.label!r}", self.start_sec, self.end_sec)
+        _check_score(self.label, self.score)
 
 
 @dataclass(frozen=True)

@@ -7,24 +7,32 @@ unpickling is refused, never executed. Accepted containers: a bare official stat
 `cls_head.fc_cls.*`) and uvtag's own format (state dict + config + labels + meta).
 
 `load_model` resolves the file through `uvtag.model.download.resolve` (cache, weights/, download).
+
+Before anything is inflated, a zip checkpoint's central directory is read: entries that would
+inflate to more than `MAX_INFLATE_RATIO` times the file size (and more than `INFLATE_FREE_BYTES`)
+are refused. A uvtag file is validated field by field on read (config, labels, meta.protocol:
+types and ranges), so every bad value is one CheckpointError line naming the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pickle
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from uvtag.errors import CheckpointError
+from uvtag.infer import views as views_module
 from uvtag.model.download import resolve
 from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model
 from uvtag.labels import available_label_lists, labels_for, read_labels
@@ -45,6 +53,11 @@ __all__ = [
 UVTAG_FORMAT = "uvtag"
 UVTAG_FORMAT_VERSION = 1
 _WRAPPERS = ("model_state", "state_dict", "model", "module")  # SlowFast, MMAction2, generic
+# torch.save stores its zip entries uncompressed (inflated size = file size), and float weights
+# barely deflate, so entries declaring more than 64x the file size are a zip bomb or damage; below
+# 1 GiB in total they are accepted whatever the ratio (no harm in inflating that much).
+MAX_INFLATE_RATIO = 64
+INFLATE_FREE_BYTES = 1 << 30
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,12 +75,40 @@ class LoadedWeights:
     meta: dict = field(default_factory=dict)
 
 
+def _declared_inflated_bytes(path: Path) -> int | None:
+    """Sum of the uncompressed sizes a zip's central directory declares; None if it is no readable zip."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None  # torch.load reports the damage in its own words
+
+
+def _check_inflated_size(path: Path) -> None:
+    """Refuse a zip whose entries declare far more bytes than the file holds (before inflating).
+
+    torch's zip reader allocates each entry at its declared size, so the declared sizes bound
+    what loading can take.
+    """
+    declared = _declared_inflated_bytes(path)
+    size = path.stat().st_size
+    if declared is None or declared <= INFLATE_FREE_BYTES or declared <= MAX_INFLATE_RATIO * size:
+        return
+    raise CheckpointError(
+        f"{path}: its zip entries would inflate to {declared / 2**20:,.0f} MiB from a {size / 2**20:,.1f} MiB file "
+        f"({declared / max(size, 1):,.0f}x, at most {MAX_INFLATE_RATIO}x above {INFLATE_FREE_BYTES / 2**30:g} GiB); "
+        "refused before inflating (a zip bomb or a damaged file)"
+    )
+
+
 def _torch_load(path: Path) -> object:
     """torch.load with weights_only=True; every failure becomes one CheckpointError line."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
     with open(path, "rb") as f:
         head = f.read(4)
+    if head == b"PK\x03\x04":
+        _check_inflated_size(path)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # legacy raw pickles
@@ -231,19 +272,158 @@ def save_checkpoint(path: str | Path, model: UniFormerV2, labels: Sequence[str],
     return path
 
 
+# Fields of a uvtag file, each with a test and what it must be (for the message). Sizes that tensor
+# shapes show (width, blocks, resolution, ...) are compared with the tensors before any model is
+# built; the invisible ones get ranges here. Ranges are generous: 4x the largest official value.
+MAX_FRAMES = 256  # t_size: official checkpoints take at most 64 frames a clip
+MAX_CROPS = 3
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_in(low: int, high: int | None = None) -> tuple[Callable[[Any], bool], str]:
+    top = f" to {high}" if high is not None else " or more"
+    return (lambda v: _is_int(v) and v >= low and (high is None or v <= high)), f"an int {low}{top}"
+
+
+def _number_in(low: float, high: float, *, low_open: bool = False) -> tuple[Callable[[Any], bool], str]:
+    def ok(v: object) -> bool:
+        return _is_number(v) and (v > low if low_open else v >= low) and v <= high
+    return ok, f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
+
+
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+_CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "input_resolution": _int_in(1), "patch_size": _int_in(1), "width": _int_in(1), "layers": _int_in(1),
+    "heads": _int_in(1), "t_size": _int_in(1, MAX_FRAMES), "temporal_downsample": _BOOL, "no_lmhra": _BOOL,
+    "double_lmhra": _BOOL, "dw_reduction": _number_in(1.0, 64.0),
+    "return_list": (lambda v: isinstance(v, (list, tuple)) and all(_is_int(i) and i >= 0 for i in v),
+                    "a list of block indices (ints >= 0)"),
+    "n_layers": _int_in(0), "n_dim": _int_in(1), "n_head": _int_in(1), "mlp_factor": _number_in(0.0, 16.0, low_open=True),
+    "num_classes": _int_in(1), "frozen": _BOOL, "output_dim": _int_in(1),
+    "backbone_drop_path_rate": _number_in(0.0, 1.0), "drop_path_rate": _number_in(0.0, 1.0),
+    "mlp_dropout": (lambda v: isinstance(v, (list, tuple)) and all(_is_number(p) and 0 <= p <= 1 for p in v),
+                    "a list of probabilities (numbers in [0, 1])"),
+    "cls_dropout": _number_in(0.0, 1.0),
+}
+_PROTOCOL_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "num_clips": _int_in(1), "num_crops": _int_in(1, MAX_CROPS),
+    "sampler": (lambda v: v in ("kinetics", "sth"), '"kinetics" or "sth"'),
+    "channel_order": (lambda v: v in ("RGB", "BGR"), '"RGB" or "BGR"'),
+    "mean": (lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(map(_is_number, v)),
+             "3 finite numbers (per-channel means on the 0..1 scale)"),
+    "std": (lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(_is_number(x) and x > 0 for x in v),
+            "3 finite numbers > 0 (per-channel standard deviations on the 0..1 scale)"),
+}
+_TEXT_META = ("dataset", "pretrain")  # meta fields read as text; the rest of meta is free-form
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad(path: Path, where: str, want: str, got: object) -> CheckpointError:
+    return CheckpointError(f"{path}: bad uvtag checkpoint: {where} must be {want}, got {_shown(got)}")
+
+
+def _check_fields(table: dict, values: object, where: str, path: Path) -> dict:
+    """`values` as a dict whose keys are all in `table` and whose values pass their test."""
+    if not isinstance(values, dict):
+        raise _bad(path, where, "a mapping", values)
+    for key, value in values.items():
+        if key not in table:
+            known = ", ".join(table)
+            raise CheckpointError(f"{path}: bad uvtag checkpoint: unknown {where} field {_shown(key)} (known: {known})")
+        ok, want = table[key]
+        if not ok(value):
+            raise _bad(path, f"{where}.{key}", want, value)
+    return values
+
+
+def _is_label(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and "\n" not in value and "\r" not in value
+
+
+def _check_labels(labels: object, num_classes: int, path: Path) -> tuple[str, ...]:
+    if not isinstance(labels, (list, tuple)):
+        raise _bad(path, "labels", f"a list of {num_classes} class names", labels)
+    for i, label in enumerate(labels):
+        if not _is_label(label):
+            raise _bad(path, f"labels[{i}]", "a class name (non-empty one-line text)", label)
+    if len(labels) != num_classes:
+        raise CheckpointError(f"{path}: {len(labels)} labels for {num_classes} classes")
+    return tuple(labels)
+
+
+def _check_meta(meta: object, path: Path) -> dict:
+    """`meta` as a dict with its protocol validated (mean/std as float tuples); None means {}."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
+        raise _bad(path, "meta", "a mapping with text keys", meta)
+    for key in _TEXT_META:
+        if key in meta and not isinstance(meta[key], str):
+            raise _bad(path, f"meta.{key}", "text", meta[key])
+    out = dict(meta)
+    protocol = meta.get("protocol")
+    if protocol is None:
+        return out
+    protocol = dict(_check_fields(_PROTOCOL_FIELDS, protocol, "meta.protocol", path))
+    views = protocol.get("num_clips", 1) * protocol.get("num_crops", 1)
+    if views > views_module.MAX_VIEWS:
+        raise CheckpointError(
+            f"{path}: bad uvtag checkpoint: meta.protocol asks for {views:,} views a video "
+            f"(num_clips x num_crops), more than the {views_module.MAX_VIEWS:,} allowed"
+        )
+    for key in ("mean", "std"):
+        if key in protocol:
+            protocol[key] = tuple(float(x) for x in protocol[key])
+    out["protocol"] = protocol
+    return out
+
+
+def _check_config(config: object, path: Path) -> ModelConfig:
+    try:
+        return ModelConfig(**_check_fields(_CONFIG_FIELDS, config, "config", path))
+    except ValueError as e:  # the fields' own consistency rules (ModelConfig._problems)
+        raise CheckpointError(f"{path}: bad uvtag checkpoint: {_first_line(e)}") from None
+
+
+def _check_own_tensors(config: ModelConfig, state_dict: dict[str, Tensor], path: Path) -> None:
+    """The config must describe the file's own tensors (checked on shapes, before any model is built)."""
+    try:
+        have = state_dict_architecture(state_dict)
+    except (KeyError, IndexError) as e:
+        raise CheckpointError(f"{path}: not a UniFormerV2 checkpoint (no tensor {e})") from None
+    want = config_architecture(config)
+    if have != want:
+        raise CheckpointError(
+            f"{path}: bad uvtag checkpoint: its config describes {want.describe()} but its tensors are {have.describe()}"
+        )
+
+
 def _read_uvtag(obj: dict, path: Path) -> LoadedWeights:
     version = obj.get("version")
-    if version != UVTAG_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: uvtag checkpoint version {version!r}; this uvtag reads version 1")
-    try:
-        config = ModelConfig(**obj["config"])
-        labels = tuple(obj["labels"])
-        state_dict = obj["state_dict"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: damaged uvtag checkpoint ({_first_line(e)})") from None
-    if len(labels) != config.num_classes:
-        raise CheckpointError(f"{path}: {len(labels)} labels for {config.num_classes} classes")
-    return LoadedWeights(_check_tensors(state_dict, path), "uvtag", config, labels, dict(obj.get("meta") or {}))
+    if not _is_int(version) or version != UVTAG_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: uvtag checkpoint version {_shown(version)}; this uvtag reads version 1")
+    missing = [k for k in ("config", "labels", "state_dict") if k not in obj]
+    if missing:
+        raise CheckpointError(f"{path}: damaged uvtag checkpoint (no {', '.join(missing)})")
+    config = _check_config(obj["config"], path)
+    labels = _check_labels(obj["labels"], config.num_classes, path)
+    meta = _check_meta(obj.get("meta"), path)
+    if not isinstance(obj["state_dict"], dict):
+        raise _bad(path, "state_dict", "a mapping of tensor names to tensors", type(obj["state_dict"]).__name__)
+    state_dict = _check_tensors(obj["state_dict"], path)
+    _check_own_tensors(config, state_dict, path)
+    return LoadedWeights(state_dict, "uvtag", config, labels, meta)
 
 
 # --------------------------------------------------------------------------------------------
