@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -437,3 +438,57 @@ def test_sigkill_while_writing_keeps_every_finished_video(tmp_path: Path, fmt: s
         done = writer.completed()
     assert {f"v{i}.mp4" for i in finished} <= done
     assert done == {f"v{i}.mp4" for i in range(len(done))}
+
+
+# ------------------------------------------------------------------ strings CSV must round-trip
+
+CR_STRINGS = ["cr\rin", "lf\nin", "crlf\r\nin", "\r", " lead, trail ", '"quoted", "twice"', "naïve 🎬",
+              "\r\n\r\n", "end\r"]
+
+
+def hostile_prediction(path: str) -> VideoPrediction:
+    """A video whose every label is one of `CR_STRINGS` (a library caller may pass any names)."""
+    labels = top(*((name, 0.5 / (i + 1)) for i, name in enumerate(CR_STRINGS)))
+    clip = ClipPrediction(0.0, 1.0, labels)
+    return VideoPrediction(path=path, model="k400_b16", info=info(path, 1.0), top=labels, num_views=1,
+                           clips=(clip,))
+
+
+def test_classify_and_localize_csv_round_trip_cr_and_lf(tmp_path: Path) -> None:
+    preds = [hostile_prediction(name) for name in CR_STRINGS]
+    write_classification(preds, tmp_path / "c.csv", "csv")
+    rows = read_csv(tmp_path / "c.csv")
+    assert [(r[0], r[2]) for r in rows[1:]] == [(p, label) for p in CR_STRINGS for label in CR_STRINGS]
+    segments = tuple(Segment(name, i, 0.0, 1.0, 0.5) for i, name in enumerate(CR_STRINGS))
+    result = dataclasses.replace(localization("v\r.mp4"), segments=segments)
+    write_localization(result, tmp_path / "l.csv", "csv")
+    assert [(r[0], r[1]) for r in read_csv(tmp_path / "l.csv")[1:]] == [("v\r.mp4", n) for n in CR_STRINGS]
+
+
+def test_batch_csv_with_cr_and_lf_resumes_and_merges(tmp_path: Path) -> None:
+    from uvtag.merge import read_batch_file
+
+    out = tmp_path / "labels.csv"
+    with BatchWriter.open(out, "csv") as writer:
+        for name in CR_STRINGS:
+            writer.write_video(hostile_prediction(name))
+        writer.write_failure(Failure("bad\r.mp4", "cannot\rdecode", "VideoError"))
+    rows = read_csv(out)
+    assert all(len(r) == len(BATCH_CSV_COLUMNS) for r in rows)
+    assert [r[1] for r in rows if r[0] == "video" and r[4] == "1"] == CR_STRINGS
+    assert {r[5] for r in rows[1:] if r[0] != "failure"} == set(CR_STRINGS)
+    assert rows[-1][:2] == ["failure", "bad\r.mp4"]
+    intact = out.read_bytes()
+    with BatchWriter.open(out, "csv", resume=True) as writer:
+        assert writer.completed() == set(CR_STRINGS)
+    assert out.read_bytes() == intact
+    blocks, torn = read_batch_file(out)
+    assert [b.path for b in blocks] == CR_STRINGS + ["bad\r.mp4"] and not torn
+
+
+def test_csv_text_quotes_every_line_break() -> None:
+    from uvtag.writers import csv_text
+
+    assert csv_text([["a\rb", "c", 1]]) == '"a\rb",c,1\n'
+    assert csv_text([["plain", " spaced ", ""]]) == "plain, spaced ,\n"  # unquoted, as before
+    assert list(csv.reader(io.StringIO(csv_text([CR_STRINGS]), newline=""))) == [CR_STRINGS]

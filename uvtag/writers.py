@@ -130,10 +130,21 @@ def json_line(record: dict[str, Any]) -> str:
 
 
 def csv_text(rows: Iterable[Sequence[Any]]) -> str:
-    """CSV text of `rows`, "\n" line ends."""
+    """CSV text of `rows`, "\n" line ends; any string reads back intact with a CSV reader.
+
+    Fields are quoted as the csv module's QUOTE_MINIMAL does for "\r\n" line ends, so a field
+    holding a "\r" or a "\n" (as well as a comma or a quote) is quoted; each row's "\r\n" is then
+    written as "\n". A row that needs no quotes is written as plain comma-separated text.
+    """
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    lines = []
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row)
+        lines.append(buffer.getvalue()[:-2] + "\n")
+    return "".join(lines)
 
 
 def format_sec(value: float) -> str:
