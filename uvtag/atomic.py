@@ -1,7 +1,9 @@
 """Files that are never seen half written: atomic replace, whole writes, directory fsync.
 
 Outputs are UTF-8; a path that is not valid UTF-8 on disk round-trips byte for byte
-(surrogateescape), hence `ENCODING` for every encode/decode of an output file.
+(surrogateescape), hence `ENCODING` for every encode/decode of an output file. An OSError while
+writing one (a full disk, a read-only or failing filesystem) becomes an `OutputError` naming the
+file and the reason (`output_error`).
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from uvtag.errors import UsageError
+from uvtag.errors import OutputError, UsageError
 
-__all__ = ["ENCODING", "atomic_write", "fsync_dir", "refuse_existing", "write_all"]
+__all__ = ["ENCODING", "atomic_write", "fsync_dir", "output_error", "refuse_existing", "write_all"]
 
 ENCODING = ("utf-8", "surrogateescape")
 
@@ -25,8 +27,28 @@ def refuse_existing(path: Path, overwrite: bool, hint: str) -> None:
         raise UsageError(f"{path.name} exists; {hint}")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file next to `path`, fsync it, then rename it over `path`."""
+def output_error(path: Path, error: OSError, hint: str = "") -> OutputError:
+    """The one-line OutputError for `error` raised while writing `path` (`hint` appended)."""
+    reason = error.strerror or str(error) or type(error).__name__
+    return OutputError(f"{path}: cannot write it ({reason}){hint}")
+
+
+def atomic_write(path: Path, data: bytes, hint: str = "; it was left untouched") -> None:
+    """Write `data` to a temp file next to `path`, fsync it, then rename it over `path`.
+
+    Raises:
+        OutputError: the write failed (e.g. no space left; `hint` is appended to the message);
+            `path` is as it was before.
+    """
+    try:
+        _replace(path, data)
+    except OSError as e:
+        raise output_error(path, e, hint) from None
+    fsync_dir(path.parent)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """The temp file, fsync and rename of `atomic_write`; the temp file never outlives it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; outputs are ordinary files
@@ -40,7 +62,6 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.close(fd)
         if os.path.exists(tmp):
             os.unlink(tmp)
-    fsync_dir(path.parent)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -14,11 +14,19 @@ Formats (records as in `uvtag.writers`):
     Failures go in the same file as the videos (no sidecar). A video is complete when its
     summary is present; resume retries failed videos, so a `failure` row may be followed by
     that video's rows from a later run: the video rows are authoritative.
+
+One run at a time: an open writer holds an exclusive lock (`flock`) on `<out>.lock` beside the
+output, which holds its pid and is removed on close; a second writer on the same output raises
+OutputError naming that pid. The kernel drops the lock when its process dies, so a killed run
+never blocks the next one (its lock file is simply reused). An OSError while writing (a full
+disk...) is an OutputError: every video written before it stays in the file, and `--resume`
+continues from there.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -26,12 +34,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from uvtag.atomic import ENCODING, atomic_write, refuse_existing, write_all
-from uvtag.errors import UsageError
+try:
+    import fcntl
+except ImportError:  # no flock on this platform: writers run unlocked
+    fcntl = None  # type: ignore[assignment]
+
+from uvtag.atomic import ENCODING, atomic_write, output_error, refuse_existing, write_all
+from uvtag.errors import OutputError, UsageError
 from uvtag.results import SCHEMA_VERSION, Failure, VideoPrediction
 from uvtag.writers import csv_text, failure_record, format_score, format_sec, json_line, one_line, video_record
 
-__all__ = ["BATCH_CSV_COLUMNS", "BATCH_CSV_HEADER", "BATCH_FORMATS", "BatchWriter", "csv_rows"]
+__all__ = ["BATCH_CSV_COLUMNS", "BATCH_CSV_HEADER", "BATCH_FORMATS", "BatchWriter", "csv_rows", "lock_path"]
 
 BATCH_FORMATS = ("csv", "jsonl", "json")
 BATCH_CSV_COLUMNS = (
@@ -62,6 +75,76 @@ def csv_rows(text: str, start: int, name: str, hint: str = "") -> Iterator[tuple
             raise UsageError(f"{name}: the row near character {pos} is not uvtag's{hint}")
         pos += len(raw)
         yield row, raw
+
+
+_RESUME_HINT = "; every video written before is in it: fix that and continue with --resume"
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file of batch output `out`: `<out>.lock` in the same folder."""
+    return out.with_name(out.name + ".lock")
+
+
+def _lock_holder(fd: int) -> str:
+    """The pid written in an open lock file, as text ("unknown pid" if there is none yet)."""
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return f"pid {text}" if text.isdigit() else "unknown pid"
+
+
+def _take_lock(out: Path) -> int:
+    """Lock `out` for this process: the open, locked `<out>.lock` (with our pid in it), or -1
+    where the platform or filesystem has no flock.
+
+    The file is checked to still be the one at its path once locked, since a writer that closes
+    removes it: locking a removed file would lock nothing.
+
+    Raises:
+        OutputError: another process holds the lock, or the lock file cannot be created.
+    """
+    if fcntl is None:
+        return -1
+    lock = lock_path(out)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise output_error(lock, e, f"; it locks {out.name} against a second run") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise OutputError(f"{out}: another uvtag run ({holder}) is writing this file; wait for "
+                              "it to finish or give another --out") from None
+        except OSError:  # a filesystem without flock: nothing to lock with
+            os.close(fd)
+            return -1
+        try:
+            on_disk = os.stat(lock)
+        except FileNotFoundError:
+            on_disk = None
+        mine = os.fstat(fd)
+        if on_disk is not None and (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino):
+            break
+        os.close(fd)  # removed by the writer that held it before: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except OSError as e:
+        _drop_lock(out, fd)
+        raise output_error(lock, e, f"; it locks {out.name} against a second run") from None
+    return fd
+
+
+def _drop_lock(out: Path, fd: int) -> None:
+    """Remove `<out>.lock` while still holding it, then release it (fd -1: nothing held)."""
+    if fd < 0:
+        return
+    try:
+        os.unlink(lock_path(out))
+    except OSError:  # already gone, or a read-only folder: the released lock is harmless
+        pass
+    os.close(fd)
 
 
 class _RowCodec:
@@ -154,6 +237,7 @@ class BatchWriter:
     def __init__(self, path: Path, completed: set[str]) -> None:
         self.path = path
         self._completed = completed
+        self._lock = -1
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], fmt: str, resume: bool = False,
@@ -170,17 +254,27 @@ class BatchWriter:
         Raises:
             UsageError: the file exists and neither flag is set, both flags are set, or the file
                 to resume is not a uvtag batch file of this format.
+            OutputError: another writer has `path` open (see the module docstring), or the file
+                cannot be read or written.
         """
         out = Path(path)
         if fmt not in BATCH_FORMATS:
             raise UsageError(f"batch cannot write {fmt!r}; use one of {', '.join(BATCH_FORMATS)}")
         if resume and overwrite:
             raise UsageError("--resume and --overwrite cannot be used together")
-        refuse_existing(out, resume or overwrite,
-                         "use --resume to continue it or --overwrite to replace it")
-        if fmt == "json":
-            return _JsonBatchWriter.start(out, resume)
-        return _AppendBatchWriter.start(out, _ROW_CODECS[fmt](), resume)
+        lock = _take_lock(out)  # before looking at the file: another run may be creating it
+        try:
+            refuse_existing(out, resume or overwrite,
+                            "use --resume to continue it or --overwrite to replace it")
+            if fmt == "json":
+                writer: BatchWriter = _JsonBatchWriter.start(out, resume)
+            else:
+                writer = _AppendBatchWriter.start(out, _ROW_CODECS[fmt](), resume)
+        except BaseException:
+            _drop_lock(out, lock)
+            raise
+        writer._lock = lock
+        return writer
 
     def completed(self) -> set[str]:
         """Paths (exactly as written) of the videos already complete in the file."""
@@ -195,13 +289,37 @@ class BatchWriter:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Release the file (everything written is already on disk)."""
+        """Release the file and its lock (everything written is already on disk)."""
+        _drop_lock(self.path, self._lock)
+        self._lock = -1
 
     def __enter__(self) -> BatchWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read_output(path: Path) -> str:
+    """The text of an output file to resume.
+
+    Raises:
+        OutputError: it cannot be read.
+    """
+    try:
+        return path.read_bytes().decode(*ENCODING)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise OutputError(f"{path}: cannot read it to resume ({reason})") from None
+
+
+def _sync(fd: int) -> None:
+    """os.fsync, except on a file that cannot be synced (EINVAL: a pipe or a device)."""
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
 
 
 class _AppendBatchWriter(BatchWriter):
@@ -215,24 +333,35 @@ class _AppendBatchWriter(BatchWriter):
     @classmethod
     def start(cls, path: Path, codec: _RowCodec, resume: bool) -> _AppendBatchWriter:
         done: set[str] = set()
-        if resume and path.exists():
-            text = path.read_bytes().decode(*ENCODING)
+        keep = 0
+        existing = resume and path.exists()
+        if existing:
+            text = _read_output(path)
             done, keep = codec.scan(text, path.name)
-            os.truncate(path, len(text[:keep].encode(*ENCODING)))
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        fd = -1
+        try:
+            if existing:
+                os.truncate(path, len(text[:keep].encode(*ENCODING)))
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            else:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
             if keep == 0:
                 write_all(fd, codec.header.encode(*ENCODING))
-        else:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-            write_all(fd, codec.header.encode(*ENCODING))
-        os.fsync(fd)
+            _sync(fd)
+        except OSError as e:
+            if fd >= 0:
+                os.close(fd)
+            raise output_error(path, e, _RESUME_HINT if keep else "") from None
         return cls(path, done, codec, fd)
 
     def _append(self, text: str) -> None:
         if self._fd < 0:
             raise ValueError(f"{self.path.name}: batch writer is closed")
-        write_all(self._fd, text.encode(*ENCODING))
-        os.fsync(self._fd)
+        try:
+            write_all(self._fd, text.encode(*ENCODING))
+            _sync(self._fd)
+        except OSError as e:
+            raise output_error(self.path, e, _RESUME_HINT) from None
 
     def write_video(self, prediction: VideoPrediction) -> None:
         self._append(self._codec.video(prediction))
@@ -242,9 +371,14 @@ class _AppendBatchWriter(BatchWriter):
         self._append(self._codec.failure(failure))
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        fd, self._fd = self._fd, -1
+        try:
+            if fd >= 0:
+                os.close(fd)
+        except OSError as e:
+            raise output_error(self.path, e, _RESUME_HINT) from None
+        finally:
+            super().close()
 
 
 class _JsonBatchWriter(BatchWriter):
@@ -260,7 +394,7 @@ class _JsonBatchWriter(BatchWriter):
                                     "videos": [], "failures": []}
         if resume and path.exists():
             try:
-                loaded = json.loads(path.read_bytes().decode(*ENCODING))
+                loaded = json.loads(_read_output(path))
             except json.JSONDecodeError as e:
                 raise UsageError(f"{path.name}: not valid JSON ({e}); cannot resume it") from None
             if not (isinstance(loaded, dict) and isinstance(loaded.get("videos"), list)
@@ -273,7 +407,7 @@ class _JsonBatchWriter(BatchWriter):
 
     def _save(self) -> None:
         text = json.dumps(self._document, ensure_ascii=False, indent=1) + "\n"
-        atomic_write(self.path, text.encode(*ENCODING))
+        atomic_write(self.path, text.encode(*ENCODING), _RESUME_HINT)
 
     def write_video(self, prediction: VideoPrediction) -> None:
         record = {k: v for k, v in video_record(prediction).items() if k != "schema_version"}

@@ -49,3 +49,8 @@ class DeviceError(UvtagError):
     """A requested device that is not available (e.g. --device cuda without CUDA)."""
 
     exit_code = 2
+
+
+class OutputError(UvtagError):
+    """An output file that cannot be written: a full disk, a read-only or failing filesystem, or
+    another uvtag run writing the same file (the message names the file and the reason)."""
