@@ -3,7 +3,8 @@
 A background thread decodes videos one after another and emits their clips; the main thread
 batches clips through the model across video boundaries. A video is written (and flushed to
 disk by the writer) as soon as its last clip is scored; a video that fails becomes a `Failure`
-and the run goes on.
+and the run goes on. A folder that could not be listed (an `UnreadableFolder` among the paths,
+see `uvtag.video.files.find_videos`) is recorded as a `Failure` too, before any video is tagged.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from uvtag.infer.windows import clip_spans
 from uvtag.results import ClipPrediction, Failure, VideoInfo, VideoPrediction
 from uvtag.tagger import Tagger
 from uvtag.batch_writer import BatchWriter
+from uvtag.video.files import UnreadableFolder
 
 
 @dataclass
@@ -58,15 +60,21 @@ class _Video:
     ended: bool = False
 
 
-def skip_completed(paths: Sequence[str | Path], writer: BatchWriter,
+def skip_completed(paths: Sequence[str | Path | UnreadableFolder], writer: BatchWriter,
                    on_video: Callable[[str, VideoPrediction | Failure | None], None] | None = None
                    ) -> tuple[BatchSummary, list[str]]:
-    """A fresh summary counting the videos `writer` already holds (reported with None), and the rest in order, once each."""
+    """A fresh summary counting the videos `writer` already holds (reported with None), and the rest in order, once each.
+
+    Each `UnreadableFolder` in `paths` is written to `writer` as a failure and counted as one.
+    """
     done_before = writer.completed()
     summary = BatchSummary(total=len(paths))
     todo: dict[str, None] = {}
-    for p in map(str, paths):
-        if p in done_before:
+    for item in paths:
+        p = str(item)
+        if isinstance(item, UnreadableFolder):
+            summary.record(writer, p, Failure(p, item.message(), item.kind), on_video)
+        elif p in done_before:
             summary.skipped += 1
             if on_video:
                 on_video(p, None)

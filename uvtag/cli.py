@@ -241,7 +241,7 @@ def batch(
         chosen = format_from_path(out, fmt, BATCH_FORMATS)
         if report is not None:
             check_report_path(report, overwrite or resume)
-        paths = find_videos(inputs, parse_extensions(ext))
+        paths = find_videos(inputs, parse_extensions(ext), report_unreadable=True)
         if not paths:
             raise UsageError("no video files found in " + ", ".join(map(str, inputs)))
         paths = select_shard(paths, inputs, *parse_shard(shard)) if shard else paths
