@@ -7,12 +7,14 @@ official call shape; the fixtures were made with torch 2.13.0 on CPU.
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from uvtag.video import transforms
 from uvtag.video.sampling import sample_clip_indices
 from uvtag.video.transforms import (
     crop_offsets,
@@ -123,6 +125,33 @@ def test_crop_offsets_rules() -> None:
         crop_offsets(20, 20, 16, 3)
     with pytest.raises(ValueError, match="cannot crop"):
         crop_offsets(10, 20, 12, 1)
+
+
+@pytest.mark.parametrize(("mean", "std"), [(MEAN, STD), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+def test_normalize_chunk_edges_and_strided_input_are_bit_identical(monkeypatch, mean, std) -> None:
+    monkeypatch.setattr(transforms, "_LOOKUP_CHUNK", 7)  # 2 pixels a chunk: every edge case, small input
+    rng = np.random.default_rng(1)
+    frames = torch.from_numpy(rng.integers(0, 256, size=(2, 9, 11, 3), dtype=np.uint8))
+    strided = frames.flip(-1)[:, 1:, ::2]  # reversed channels, a row and every other column dropped
+    for x in (frames, strided, frames[:, :1, :1]):
+        assert torch.equal(normalize(x, mean, std), _official_normalize(x, mean, std))
+
+
+@pytest.mark.parametrize(("mean", "std"), [(MEAN, STD), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+def test_normalize_peak_memory_is_its_output(mean, std) -> None:
+    """Only the float32 output and one chunk's index are allocated (np.take on the whole stack
+    made an int64 copy of every value: 3x the output at peak)."""
+    frames = np.random.default_rng(2).integers(0, 256, size=(4, 256, 512, 3), dtype=np.uint8)
+    normalize(frames[:, :1, :1], mean, std)  # the table is built (and cached) outside the measurement
+    output_bytes = frames.size * 4  # 6 MiB
+    tracemalloc.start()
+    try:
+        out = normalize(frames, mean, std)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == frames.shape
+    assert peak < output_bytes + 2 * 2**20, peak
 
 
 @pytest.mark.parametrize("name", sorted(SPATIAL))

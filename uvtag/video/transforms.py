@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 CHANNEL_ORDERS = ("RGB", "BGR")
+_LOOKUP_CHUNK = 1 << 16  # values looked up at a time: the int64 index of a chunk is 512 KiB
 
 
 @lru_cache(maxsize=16)
@@ -56,7 +57,8 @@ def normalize(
 
     Equal, bit for bit, to `((x.float() / 255.0) - tensor(mean)) / tensor(std)` in float32; it is
     computed by a 256-entry table per channel built with those same operations and indexed with
-    the uint8 values (no float arithmetic per pixel).
+    the uint8 values (no float arithmetic per pixel). The values are looked up `_LOOKUP_CHUNK` at
+    a time, so the only memory beyond the output is one chunk's int64 index.
 
     Args:
         frames: uint8 [T, H, W, C] (torch or numpy; a GPU tensor is copied to the CPU).
@@ -74,13 +76,30 @@ def normalize(
             f"got {len(mean)} and {len(std)}"
         )
     lut = _normalize_lut(tuple(float(m) for m in mean), tuple(float(s) for s in std)).numpy()
-    values = frames.numpy()  # np.take with the uint8 values as indices: no int64 index tensor
-    if (lut == lut[:, :1]).all():  # one table for every channel (all official checkpoints)
-        return torch.from_numpy(np.take(lut[:, 0], values))
-    out = np.empty(values.shape, dtype=np.float32)
-    for c in range(num_channels):
-        out[..., c] = np.take(np.ascontiguousarray(lut[:, c]), values[..., c])
+    values = np.ascontiguousarray(frames.numpy()).reshape(-1)
+    out = np.empty(frames.shape, dtype=np.float32)
+    _lookup(lut, values, out.reshape(-1))
     return torch.from_numpy(out)
+
+
+def _lookup(lut: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = lut[values[i], i % C] for flat channel-last uint8 `values`, chunk by chunk.
+
+    np.take turns its indices into int64 first (8 bytes a value); one chunk at a time keeps that
+    copy small. Equal tables for every channel (all official checkpoints) use one column.
+    """
+    num_channels = lut.shape[1]
+    same = bool((lut == lut[:, :1]).all())
+    table = np.ascontiguousarray(lut[:, 0]) if same else lut.reshape(-1)  # [256] or [256 * C]
+    step = max(1, _LOOKUP_CHUNK // num_channels) * num_channels  # whole pixels per chunk
+    channel = np.tile(np.arange(num_channels, dtype=np.intp), step // num_channels)
+    for start in range(0, values.size, step):
+        chunk = values[start : start + step]
+        index = chunk.astype(np.intp)
+        if not same:  # row v of channel c is entry v * C + c of the flat table
+            index *= num_channels
+            index += channel[: chunk.size]
+        np.take(table, index, out=out[start : start + step], mode="clip")  # uint8: always in range
 
 
 def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
