@@ -18,7 +18,10 @@ from uvtag.video import transforms
 from uvtag.video.sampling import sample_clip_indices
 from uvtag.video.transforms import (
     crop_offsets,
+    crop_views,
     normalize,
+    normalized_resized,
+    resize_frame_by_frame,
     resized_shape,
     short_side_resize,
     spatial_indices,
@@ -152,6 +155,21 @@ def test_normalize_peak_memory_is_its_output(mean, std) -> None:
         tracemalloc.stop()
     assert out.shape == frames.shape
     assert peak < output_bytes + 2 * 2**20, peak
+
+
+@pytest.mark.parametrize(
+    ("frames", "height", "width", "crop"),
+    [(8, 240, 320, 224), (16, 230, 410, 224), (32, 340, 360, 336), (8, 400, 300, 224), (8, 72, 96, 64),
+     (4, 72, 96, 64), (2, 100, 102, 64), (8, 224, 300, 224), (8, 72, 96, 32), (8, 100, 101, 64), (3, 72, 96, 64)],
+)
+def test_frame_by_frame_resize_is_exact_where_it_is_used(frames, height, width, crop) -> None:
+    clip = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (frames, height, width, 3), dtype=np.uint8))
+    whole = to_views(clip, crop, MEAN, STD, [0, 1, 2])
+    parts = torch.cat([normalized_resized(clip[t : t + 1], crop, MEAN, STD) for t in range(frames)], dim=1)
+    if resize_frame_by_frame(height, width, crop, frames):
+        assert torch.equal(crop_views(parts, crop, [0, 1, 2]), whole)
+    else:  # output sides summing to 128 or less, or 3 frames: torch's channels-last kernel
+        assert sum(resized_shape(height, width, crop)) <= 128 or frames == 3
 
 
 @pytest.mark.parametrize("name", sorted(SPATIAL))

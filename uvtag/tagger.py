@@ -6,7 +6,10 @@ transforms, views, windows, segments) around the two I/O points: the video reade
 
 Two input paths:
 - `classify` feeds the checkpoint's official test views exactly as the official pipeline does
-  (full-resolution decode, normalise, short-side resize of the whole clip, crops).
+  (full-resolution decode, normalise, short-side resize of the whole clip, crops). Where the
+  resize of each frame alone gives the same bits (all official input sizes), every frame is
+  normalised and resized as soon as it is decoded, so memory follows the resized size, not the
+  source's; frames too large for `uvtag.video.transforms.MAX_FULL_RES_BYTES` are refused.
 - `tag_clips` and `localize` look at many spans of one video. They stream the video once,
   decode each needed frame once at the already-resized size (the decoder scales it), normalise and
   crop it once, and reuse it in every overlapping window. This is not bit-exact to the official
@@ -37,7 +40,15 @@ from uvtag.results import ClipPrediction, Failure, LocalizationResult, VideoInfo
 from uvtag.video.isolated import IsolatedReader
 from uvtag.video.reader import VideoReader, open_video
 from uvtag.video.sampling import sample_span_indices, timestamps_to_frame_range
-from uvtag.video.transforms import resized_shape, spatial_indices, to_views
+from uvtag.video.transforms import (
+    check_full_resolution,
+    crop_views,
+    normalized_resized,
+    resize_frame_by_frame,
+    resized_shape,
+    spatial_indices,
+    to_views,
+)
 
 DEFAULT_MODEL = "k400_k710_uniformerv2_b16_8x224"  # Kinetics-400, B/16, on the author's HF mirror too
 Span = tuple[float, float]
@@ -96,17 +107,34 @@ class Tagger:
 
     def classify_views(self, reader: VideoReader, num_clips: int | None = None,
                        num_crops: int | None = None) -> torch.Tensor:
-        """The official test views of one video: float32 [V, 3, T, c, c], ordered v = k * S + s."""
-        ck = self.checkpoint
-        views = test_views(reader.info.num_frames, ck.num_frames, num_clips or ck.num_clips,
+        """The official test views of one video: float32 [V, 3, T, c, c], ordered v = k * S + s.
+
+        The needed frames are decoded in one pass. Where resizing frame by frame is exact
+        (`resize_frame_by_frame`), each frame is normalised and resized as it arrives (one
+        full-resolution frame held at a time); otherwise a clip is transformed whole once its
+        frames are in. Raises VideoError for frames too large for `MAX_FULL_RES_BYTES`.
+        """
+        ck, info = self.checkpoint, reader.info
+        views = test_views(info.num_frames, ck.num_frames, num_clips or ck.num_clips,
                            num_crops or ck.num_crops, ck.sampler)
         crops = sorted({v.spatial_index for v in views})
         clips = list(dict.fromkeys(v.frame_indices for v in views))  # one decode per temporal clip
-        frames = reader.get_frames([i for clip in clips for i in clip])
-        out = []
-        for k, clip in enumerate(clips):
-            chunk = frames[k * len(clip) : (k + 1) * len(clip)]
-            out.append(to_views(chunk, ck.input_size, ck.mean, ck.std, crops, ck.channel_order))
+        needed = needed_frames(clips)
+        by_frame = resize_frame_by_frame(info.height, info.width, ck.input_size, ck.num_frames)
+        if by_frame:
+            check_full_resolution(info.path, info.height, info.width, 1)
+        else:
+            check_full_resolution(info.path, info.height, info.width, ck.num_frames, len(needed))
+        decoded = reader.iter_frames(needed)
+        out: list[torch.Tensor] = [torch.empty(0)] * len(clips)
+        if by_frame:
+            resized = ((i, normalized_resized(f[None], ck.input_size, ck.mean, ck.std, ck.channel_order))
+                       for i, f in decoded)  # [3, 1, h, w] per frame
+            for c, parts in assemble_clips(clips, resized):
+                out[c] = crop_views(torch.cat(parts, dim=1), ck.input_size, crops)
+        else:
+            for c, frames in assemble_clips(clips, decoded):
+                out[c] = to_views(np.stack(frames), ck.input_size, ck.mean, ck.std, crops, ck.channel_order)
         return torch.cat(out)
 
     def predict_views(self, path: str | Path, views: torch.Tensor, info: VideoInfo, top: int) -> VideoPrediction:

@@ -11,6 +11,13 @@ x86 CPU torch:
    portrait frames).
 
 The resize runs once per clip and every crop is cut from the same resized tensor.
+
+Memory: steps 1-3 hold full-resolution float32 frames. Resizing frame by frame
+(`normalized_resized` on one frame, then `crop_views` on the frames put back together) gives the
+same bits as the clip's one resize wherever torch's CPU bilinear kernel treats every plane on its
+own (`resize_frame_by_frame`), so a caller can then hold one full-resolution frame at a time;
+`check_full_resolution` refuses frames whose full-resolution working set would pass
+`MAX_FULL_RES_BYTES`.
 """
 
 from __future__ import annotations
@@ -23,8 +30,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uvtag.errors import VideoError
+
 CHANNEL_ORDERS = ("RGB", "BGR")
 _LOOKUP_CHUNK = 1 << 16  # values looked up at a time: the int64 index of a chunk is 512 KiB
+# Most bytes of full-resolution frames (decoded uint8 plus normalised float32) that the exact
+# protocol may hold at once. 1 GiB lets frames be resized one by one up to 8192 x 8192 (15 bytes a
+# pixel: 1.0 GB) and refuses larger ones (11000 x 11000 would need 1.8 GB).
+MAX_FULL_RES_BYTES = 1 << 30
+_BYTES_DECODED = 3  # a decoded uint8 RGB pixel
+_BYTES_NORMALISED = 3 + 12  # a pixel being normalised: its uint8 copy and its float32 value
+# torch's CPU bilinear resize of an [N, C, H, W] float tensor loops over every (n, c) plane alone
+# (its generic kernel) unless the output's H + W is at most 128, or C is 3 on one thread; those
+# take a channels-last kernel whose rounding depends on C (here C is the clip's T).
+_PLANEWISE_MIN_SIDES = 129
 
 
 @lru_cache(maxsize=16)
@@ -185,6 +204,46 @@ def spatial_indices(num_crops: int, sampler: str = "kinetics") -> list[int]:
     return list(range(num_crops))
 
 
+def normalized_resized(
+    frames: torch.Tensor | np.ndarray,
+    crop_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    channel_order: str = "RGB",
+) -> torch.Tensor:
+    """Steps 1-3 of the official transform: normalise, permute, short-side resize.
+
+    Args:
+        frames: uint8 [T, H, W, 3] RGB frames of one clip.
+        crop_size: c, the checkpoint's input size (short side is resized to it).
+        mean, std: per-channel values on the 0..1 scale, given in RGB order.
+        channel_order: the order the model expects: "RGB" (Kinetics family) or "BGR"
+            (Something-Something, whose official loader feeds OpenCV's BGR). "BGR" reverses the
+            channels of the frames and of mean/std before normalising.
+
+    Returns:
+        float32 [3, T, H', W'] with (H', W') = resized_shape(H, W, c).
+    """
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be RGB or BGR, got {channel_order!r}")
+    frames = _as_uint8_tensor(frames)
+    if frames.shape[-1] != 3:
+        raise ValueError(f"frames must have 3 channels (RGB), got shape {tuple(frames.shape)}")
+    if channel_order == "BGR":
+        frames = frames.flip(-1)
+        mean, std = list(mean)[::-1], list(std)[::-1]
+    x = normalize(frames, mean, std)  # [T, H, W, C]
+    x = x.permute(3, 0, 1, 2)  # [C, T, H, W], non-contiguous like the official call
+    return short_side_resize(x, crop_size)  # [C, T, H', W']
+
+
+def crop_views(x: torch.Tensor, crop_size: int, spatial_indices: Sequence[int]) -> torch.Tensor:
+    """Step 4: the crops of a resized clip [3, T, H', W'], stacked to float32 [S, 3, T, c, c]."""
+    if len(spatial_indices) == 0:
+        raise ValueError("spatial_indices is empty: no view to make")
+    return torch.stack([uniform_crop(x, crop_size, s) for s in spatial_indices])
+
+
 def to_views(
     frames: torch.Tensor | np.ndarray,
     crop_size: int,
@@ -197,27 +256,55 @@ def to_views(
 
     Args:
         frames: uint8 [T, H, W, 3] RGB frames of one clip.
-        crop_size: c, the checkpoint's input size (short side is resized to it).
-        mean, std: per-channel values on the 0..1 scale, given in RGB order.
+        crop_size, mean, std, channel_order: see `normalized_resized`.
         spatial_indices: S crop positions (see `spatial_indices`).
-        channel_order: the order the model expects: "RGB" (Kinetics family) or "BGR"
-            (Something-Something, whose official loader feeds OpenCV's BGR). "BGR" reverses the
-            channels of the frames and of mean/std before normalising.
 
     Returns:
         float32 [S, 3, T, c, c].
     """
-    if channel_order not in CHANNEL_ORDERS:
-        raise ValueError(f"channel_order must be RGB or BGR, got {channel_order!r}")
-    frames = _as_uint8_tensor(frames)
-    if frames.shape[-1] != 3:
-        raise ValueError(f"frames must have 3 channels (RGB), got shape {tuple(frames.shape)}")
     if len(spatial_indices) == 0:
         raise ValueError("spatial_indices is empty: no view to make")
-    if channel_order == "BGR":
-        frames = frames.flip(-1)
-        mean, std = list(mean)[::-1], list(std)[::-1]
-    x = normalize(frames, mean, std)  # [T, H, W, C]
-    x = x.permute(3, 0, 1, 2)  # [C, T, H, W], non-contiguous like the official call
-    x = short_side_resize(x, crop_size)  # [C, T, H', W']
-    return torch.stack([uniform_crop(x, crop_size, s) for s in spatial_indices])  # [S, C, T, c, c]
+    x = normalized_resized(frames, crop_size, mean, std, channel_order)
+    return crop_views(x, crop_size, spatial_indices)
+
+
+def resize_frame_by_frame(height: int, width: int, crop_size: int, frames_per_clip: int) -> bool:
+    """Whether resizing each frame alone gives, bit for bit, the resize of the whole clip.
+
+    True when no resize happens, for one-frame clips, and where torch's bilinear kernel treats
+    each plane alone (output height + width above 128, clips of other than 3 frames); then
+    `crop_views(cat([normalized_resized(frame) ...], dim=1))` equals `to_views(clip)`.
+    """
+    new_height, new_width = resized_shape(height, width, crop_size)
+    if (new_height, new_width) == (height, width) or frames_per_clip == 1:
+        return True
+    return new_height + new_width >= _PLANEWISE_MIN_SIDES and frames_per_clip != 3
+
+
+def full_resolution_bytes(height: int, width: int, frames_normalised: int, frames_waiting: int = 0) -> int:
+    """Bytes of full-resolution frames held at once: `frames_normalised` frames being normalised
+    together (15 bytes a pixel) plus `frames_waiting` decoded uint8 frames (3 bytes a pixel).
+    The decoder's own buffers are not counted."""
+    pixels = height * width
+    return pixels * (_BYTES_NORMALISED * frames_normalised + _BYTES_DECODED * frames_waiting)
+
+
+def check_full_resolution(
+    source: str, height: int, width: int, frames_normalised: int, frames_waiting: int = 0
+) -> None:
+    """VideoError (one line naming `source`) when `full_resolution_bytes` passes `MAX_FULL_RES_BYTES`."""
+    need = full_resolution_bytes(height, width, frames_normalised, frames_waiting)
+    if need > MAX_FULL_RES_BYTES:
+        raise VideoError(
+            f"{source}: {width}x{height} frames need {_format_bytes(need)} at full resolution for the exact "
+            f"test protocol (at most {_format_bytes(MAX_FULL_RES_BYTES)}); downscale the video first, or use "
+            "`uvtag batch`, which resizes while decoding"
+        )
+
+
+def _format_bytes(count: int) -> str:
+    """1.69 GiB, 12.5 MiB, 98.4 KiB or 512 B."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count} B"
