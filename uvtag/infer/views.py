@@ -21,7 +21,7 @@ from uvtag.video.sampling import sample_clip_indices
 from uvtag.video.transforms import spatial_indices
 
 
-# Most views (clips x crops) one video may have: 80x the largest official protocol (4 clips x
+# Most views (clips x crops) one video may have: 33x the largest official protocol (10 clips x
 # 3 crops). Every view is held at once (B/16 8x224: 4.8 MB of float32 each), so 1,000 views are
 # already ~5 GB; a larger count is a mistyped --num-clips.
 MAX_VIEWS = 1_000
