@@ -519,3 +519,14 @@ def test_zip_bomb_is_refused_before_inflating(tiny_checkpoint, short_video, tmp_
     line = _error_line(result)
     assert "bomb.pt: its zip entries would inflate to 32 MiB" in line and "refused before inflating" in line
     assert inflated == []  # torch.load never ran
+
+
+def test_default_inflate_bound_refuses_6_mb_that_declare_2_gb(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.pt"
+    path.write_bytes(b"PK\x03\x04" + bytes(6_000_000))
+    monkeypatch.setattr(weights, "_declared_inflated_bytes", lambda p: 2_000_000_000)
+    with pytest.raises(CheckpointError, match=r"inflate to 1,907 MiB from a 5\.7 MiB file \(333x, at most 64x above 1 GiB\)"):
+        read_checkpoint(path)
+    monkeypatch.setattr(weights, "_declared_inflated_bytes", lambda p: 1_000_000_000)  # under 1 GiB: inflated
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_checkpoint(path)
