@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 
@@ -201,3 +202,46 @@ def test_decord_is_imported_after_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "2.0"]
+
+
+def _fail_at_third_frame(monkeypatch, exc: BaseException) -> None:
+    original = backends.PyAVBackend.iter_frames
+
+    def failing(self, indices, size=None):
+        for k, item in enumerate(original(self, indices, size)):
+            if k == 2:
+                raise exc
+            yield item
+
+    monkeypatch.setattr(backends.PyAVBackend, "iter_frames", failing)
+
+
+def test_any_decoder_exception_is_a_video_error_naming_the_frame_or_a_fall_back(videos, monkeypatch):
+    _fail_at_third_frame(monkeypatch, IndexError("list index out of range"))
+    with open_video(videos["h264"]) as r:  # automatic: the next backend takes over
+        assert unrotated_indices(r.get_frames([1, 4, 9, 20]), 0) == [1, 4, 9, 20]
+        assert r.info.backend == "decord"
+    path = videos["h264"]
+    with pytest.raises(VideoError) as info:
+        open_video(path, "pyav").get_frames([1, 4, 9])
+    assert str(info.value) == f"{path}: cannot decode frame 9 (IndexError: list index out of range)"
+
+
+def test_a_decoders_memory_error_is_the_files_but_the_hosts_passes_through(videos, monkeypatch):
+    import av
+
+    _fail_at_third_frame(monkeypatch, av.error.MemoryError(12, "Cannot allocate memory"))
+    with pytest.raises(VideoError, match=r"cannot decode frame 9 \(av\.MemoryError: \[Errno 12\] Cannot allocate memory"):
+        open_video(videos["h264"], "pyav").get_frames([1, 4, 9])
+    monkeypatch.undo()
+    _fail_at_third_frame(monkeypatch, MemoryError())  # this process is out of memory: not the file's fault
+    with pytest.raises(MemoryError) as info:
+        open_video(videos["h264"], "pyav").get_frames([1, 4, 9])
+    assert not isinstance(info.value, VideoError) and type(info.value) is MemoryError
+
+
+def test_decord_log_lines_are_dropped_and_other_stderr_output_kept(capfd):
+    with backends.decord_log_silenced():
+        os.write(2, b"[04:11:21] /github/workspace/src/video/video_reader.cc:83: ERROR opening: x.mp4, Invalid data\n")
+        os.write(2, b"another thread's line\n")
+    assert capfd.readouterr().err == "another thread's line\n"

@@ -38,7 +38,7 @@ from uvtag.model.shapes import describe_config
 from uvtag.model.zoo import CHECKPOINTS, Checkpoint, get_checkpoint
 from uvtag.results import ClipPrediction, Failure, LocalizationResult, VideoInfo, VideoPrediction
 from uvtag.video.isolated import IsolatedReader
-from uvtag.video.reader import VideoReader, open_video
+from uvtag.video.reader import VideoReader, cause_of, open_video
 from uvtag.video.sampling import sample_span_indices, timestamps_to_frame_range
 from uvtag.video.transforms import (
     check_full_resolution,
@@ -166,6 +166,8 @@ class Tagger:
                         yield path, self.classify_views(reader, num_clips, num_crops), reader.info
                 except UvtagError as e:
                     yield path, Failure(str(path), str(e), type(e).__name__), None
+                except Exception as e:  # anything else while preparing one video is that video's failure
+                    yield path, Failure(str(path), f"{path}: {cause_of(e)}", type(e).__name__), None
 
         for path, views, info in prefetch(decoded(), depth=1):
             yield views if isinstance(views, Failure) else self.predict_views(path, views, info, top)

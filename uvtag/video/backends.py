@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import bisect
 import collections
+import contextlib
 import importlib.util
 import os
 import itertools
+import re
 import sys
+import tempfile
+import threading
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -139,6 +143,8 @@ class PyAVBackend:
         if not self._container.streams.video:
             raise DecodeFailure("not a video file (no video stream; audio only?)")
         self._stream = stream = self._container.streams.video[0]
+        if stream.codec_context is None:  # PyAV found no decoder for the stream's (damaged) parameters
+            raise DecodeFailure("no decoder for the video stream (unknown codec or corrupt stream header)")
         stream.thread_type = "AUTO"  # frame + slice threads: decode alone reaches the ffmpeg CLI speed
         self._pts, self._key_idx, last_duration, last_corrupt = self._demux_index()
         if len(self._pts) == 0:
@@ -349,15 +355,16 @@ class DecordBackend:
         if rotation:
             raise DecodeFailure(f"decord 0.6.0 mishandles rotated video (rotation={rotation})")
         try:
-            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=2)
-            num = len(self._vr)
-            first = self._vr[0].asnumpy()
-            self._ts = self._vr.get_frame_timestamp(list(range(num)))[:, 0].astype(np.float64) if num else None
-            fps = float(self._vr.get_avg_fps())
+            with decord_log_silenced():
+                self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=2)
+                num = len(self._vr)
+                if num == 0:
+                    raise DecodeFailure("no video frames in the file")
+                first = self._vr[0].asnumpy()
+                self._ts = self._vr.get_frame_timestamp(list(range(num)))[:, 0].astype(np.float64)
+                fps = float(self._vr.get_avg_fps())
         except (decord.DECORDError, RuntimeError) as e:  # decord raises RuntimeError for unreadable files
             raise DecodeFailure(_decord_reason(e))
-        if num == 0:
-            raise DecodeFailure("no video frames in the file")
         if first.ndim != 3 or first.shape[2] != 3:
             raise DecodeFailure(f"decord returned frames of shape {first.shape} (rotated or unusual pixel format)")
         self._sized: dict[tuple[int, int], object] = {}
@@ -409,7 +416,8 @@ class DecordBackend:
         pending = iter(indices)
         while part := list(itertools.islice(pending, chunk)):  # lazy: indices may be a long stream
             try:
-                batch = self._get_batch(part, size)
+                with decord_log_silenced():
+                    batch = self._get_batch(part, size)
             except self._decord.DECORDError as e:
                 raise DecodeFailure(f"cannot decode frames {part[0]}..{part[-1]}: {_decord_reason(e)}")
             if batch.shape[1:] != (h, w, 3):
@@ -419,6 +427,44 @@ class DecordBackend:
     def close(self) -> None:
         self._sized.clear()
         self._vr = None
+
+
+_DECORD_LOG_LINE = re.compile(rb"^\[\d\d:\d\d:\d\d\] \S+:\d+: ")  # "[04:11:21] .../video_reader.cc:83: ERROR opening: ..."
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def decord_log_silenced() -> Iterator[None]:
+    """Keep decord's own log lines off stderr while the block runs.
+
+    decord's C++ code writes lines such as "[04:11:21] .../video_reader.cc:83: ERROR opening: ..."
+    straight to file descriptor 2, whatever `decord.logging` says (that only sets FFmpeg's level),
+    and uvtag reports the failure as a one-line VideoError anyway. So fd 2 points at a temporary file
+    for the block; afterwards every line in it that is not in decord's log format (anything another
+    thread printed meanwhile) is written to the real stderr, in order. Blocks run one at a time.
+    """
+    with _stderr_lock:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to protect
+            yield
+            return
+        try:
+            with tempfile.TemporaryFile() as capture:
+                os.dup2(capture.fileno(), 2)
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(OSError, ValueError, AttributeError):
+                        sys.stderr.flush()
+                    os.dup2(saved, 2)
+                    capture.seek(0)
+                    kept = [line for line in capture.read().splitlines(keepends=True) if not _DECORD_LOG_LINE.match(line)]
+                    if kept:
+                        os.write(2, b"".join(kept))
+        finally:
+            os.close(saved)
 
 
 def _decord_reason(exc: Exception) -> str:

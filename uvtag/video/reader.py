@@ -6,7 +6,11 @@ Backend order is correctness first, then speed (ENVIRONMENT.md sections 0 and 3)
   2. "decord" fast resize-while-decoding, but no AV1, fails on some VP9 and mishandles rotated video.
   3. "opencv" stops silently on corrupt data and seeks wrongly on VFR: used sequentially and verified.
 In automatic mode (backend=None) a backend that is not installed, cannot open the file or fails
-mid-file is replaced by the next one. Errors are `VideoError("<path>: <reason>")`, one line.
+mid-file is replaced by the next one. Errors are `VideoError("<path>: <reason>")`, one line: any
+exception a decoder raises on a damaged file (an AttributeError from a missing codec context, an
+av.error.PermissionError from a seek, an IndexError from decord's index...) is reported that way,
+with its type and message as the cause. Only KeyboardInterrupt, SystemExit and this process's own
+MemoryError pass through (a decoder's MemoryError subclass, raised for corrupt data, is the file's).
 
 Memory: `iter_frames` holds one decoded frame at a time (plus the decoder's own reference frames),
 so a sliding-window pass over a 2-hour video is bounded by the caller's window buffer, not the video.
@@ -23,25 +27,50 @@ import collections
 import dataclasses
 import itertools
 import os
+import stat
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from uvtag.errors import VideoError
+from uvtag.errors import UvtagError, VideoError
 from uvtag.results import VideoInfo
 from uvtag.video.backends import BACKEND_CLASSES, BACKEND_MODULES, DecodeFailure, Size, is_installed
 
 BACKENDS: tuple[str, ...] = ("pyav", "decord", "opencv")  # default order, most correct first
 
 
-def _check_path(path: str) -> None:
-    """Fail early with a clear reason for problems no decoder should see."""
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind_of(mode: int) -> str:
+    """What a non-regular, non-directory file is, in a few words."""
+    return next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+
+
+def check_video_path(path: str) -> None:
+    """Fail early, in one line, for problems no decoder should see.
+
+    A missing file, a folder, a broken link, an unreadable or empty file, and anything that is not a
+    regular file: opening a named pipe, a device or a socket would block or read forever, so those
+    are refused from `os.stat` alone, before anything opens them.
+    """
     if not os.path.lexists(path):
         raise VideoError(f"{path}: no such file")
-    if os.path.isdir(path):
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise VideoError(f"{path}: broken symbolic link") from None
+    except OSError as e:
+        raise VideoError(f"{path}: cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
         raise VideoError(f"{path}: is a directory")
-    if not os.path.exists(path):
-        raise VideoError(f"{path}: broken symbolic link")
+    if not stat.S_ISREG(mode):
+        raise VideoError(f"{path}: {_kind_of(mode)}, not a video file (uvtag reads regular files only)")
     if not os.access(path, os.R_OK):
         raise VideoError(f"{path}: permission denied (file is not readable)")
     try:
@@ -51,6 +80,38 @@ def _check_path(path: str) -> None:
         raise VideoError(f"{path}: cannot read ({e.strerror or e})") from None
     if empty:
         raise VideoError(f"{path}: file is empty")
+
+
+def is_host_error(exc: BaseException) -> bool:
+    """True for a failure of this process rather than of the file being read.
+
+    That is Python's own MemoryError (and anything that is not an Exception). Decoders' MemoryError
+    subclasses (av.error.MemoryError) report corrupt data, so they are the file's fault.
+    """
+    if not isinstance(exc, Exception):
+        return True
+    return isinstance(exc, MemoryError) and type(exc).__module__.partition(".")[0] not in BACKEND_MODULES.values()
+
+
+def cause_of(exc: BaseException) -> str:
+    """An exception as "Type: message" on one line, e.g. "IndexError: list index out of range".
+
+    Exceptions from outside the standard library carry their package: "av.PermissionError: ...".
+    """
+    package = type(exc).__module__.partition(".")[0]
+    name = type(exc).__name__ if package == "builtins" else f"{package}.{type(exc).__name__}"
+    text = " ".join(str(exc).split())
+    return f"{name}: {text[:300]}" if text else name
+
+
+def _passes_through(exc: BaseException) -> bool:
+    """Exceptions the reader re-raises as they are: its own errors and the host's (see is_host_error)."""
+    return isinstance(exc, UvtagError) or is_host_error(exc)
+
+
+def _as_failure(exc: Exception, what: str) -> DecodeFailure:
+    """A decoder exception that is not a DecodeFailure, as one: `what` plus its cause."""
+    return DecodeFailure(f"{what} ({cause_of(exc)})")
 
 
 def _candidates(backend: str | None) -> list[str]:
@@ -73,10 +134,15 @@ def _open_first(path: str, names: list[str], forced: bool):
         try:
             return BACKEND_CLASSES[name](path), names[i + 1 :]
         except DecodeFailure as e:
-            first_error = first_error or e.reason  # the most trusted backend's reason is the clearest
-            tried.append(name)
-            if not e.retry:
-                break
+            failure = e
+        except Exception as e:  # a decoder tripping over a damaged file
+            if _passes_through(e):
+                raise
+            failure = _as_failure(e, "cannot open")
+        first_error = first_error or failure.reason  # the most trusted backend's reason is the clearest
+        tried.append(name)
+        if not failure.retry:
+            break
     if first_error is None:
         raise VideoError(f"{path}: no video backend installed (pip install av)")
     also = f" (tried {', '.join(tried)})" if len(tried) > 1 else ""
@@ -98,6 +164,10 @@ class _IndexFeed:
         self._pulled.append(idx)
         return idx
 
+    def next_wanted(self) -> int | None:
+        """The first index handed out but not yet delivered (the frame being decoded), if any."""
+        return self._pulled[0] if self._pulled else None
+
     def delivered(self, idx: int) -> None:
         while self._pulled and self._pulled[0] <= idx:
             self._pulled.popleft()
@@ -111,7 +181,7 @@ class VideoReader:
 
     def __init__(self, path: str | os.PathLike, backend: str | None = None) -> None:
         self.path = os.fspath(path)
-        _check_path(self.path)
+        check_video_path(self.path)
         self._impl, self._fallbacks = _open_first(self.path, _candidates(backend), forced=backend is not None)
         self.info: VideoInfo = self._impl.info
 
@@ -131,6 +201,9 @@ class VideoReader:
         for pos, idx in enumerate(indices):
             where.setdefault(idx, []).append(pos)
         for idx, frame in self._iter_unique(sorted(where), size):
+            if frame.shape != out.shape[1:]:
+                raise VideoError(f"{self.path}: cannot decode frame {idx}: the decoder gave a {frame.shape[1]}x{frame.shape[0]} "
+                                 f"picture, not {w}x{h} (corrupt stream, or its size changes mid-stream)")
             out[where[idx]] = frame
         return out
 
@@ -158,13 +231,13 @@ class VideoReader:
 
     def timestamps_sec(self) -> np.ndarray:
         """Presentation time of every frame in seconds from the first frame, [num_frames] float64 (exact for VFR)."""
-        return self._call(lambda impl: impl.timestamps_sec())
+        return self._call(lambda impl: impl.timestamps_sec(), "cannot read the frame timestamps")
 
     def close(self) -> None:
-        """Release the decoder."""
-        if self._impl is not None:
-            self._impl.close()
-            self._impl = None
+        """Release the decoder (a decoder that fails to close is dropped: its frames were already read)."""
+        impl, self._impl = self._impl, None
+        if impl is not None:
+            _close_quietly(impl)
 
     def __enter__(self) -> "VideoReader":
         return self
@@ -200,28 +273,51 @@ class VideoReader:
                     yield idx, frame
                 return
             except DecodeFailure as e:
-                self._fall_back(e)
-                feed.restart()
+                failure = e
+            except Exception as e:  # a decoder tripping over damaged data
+                if _passes_through(e):  # e.g. an index error raised by the caller's own indices
+                    raise
+                at = feed.next_wanted()
+                failure = _as_failure(e, "cannot decode frames" if at is None else f"cannot decode frame {at}")
+            self._fall_back(failure)
+            feed.restart()
 
-    def _call(self, fn):
+    def _call(self, fn, what: str):
+        """`fn(backend)`, moving to the next backend if it fails; `what` names the step in errors."""
         while True:
+            if self._impl is None:
+                raise VideoError(f"{self.path}: reader is closed")
             try:
                 return fn(self._impl)
             except DecodeFailure as e:
-                self._fall_back(e)
+                failure = e
+            except Exception as e:
+                if _passes_through(e):
+                    raise
+                failure = _as_failure(e, what)
+            self._fall_back(failure)
 
     def _fall_back(self, failure: DecodeFailure) -> None:
         """Replace the failed backend by the next one that opens the file, or raise VideoError."""
         if not (failure.retry and self._fallbacks):
             raise VideoError(f"{self.path}: {failure.reason}") from None
         failed = self._impl.name
-        self._impl.close()
+        _close_quietly(self._impl)
         try:
             self._impl, self._fallbacks = _open_first(self.path, self._fallbacks, forced=False)
         except VideoError:
             self._impl = None
             raise VideoError(f"{self.path}: {failure.reason} ({failed}; no other backend could read it)") from None
         self.info = dataclasses.replace(self.info, backend=self._impl.name)
+
+
+def _close_quietly(impl) -> None:
+    """Close a backend; an exception from a decoder that is being dropped is of no use to anyone."""
+    try:
+        impl.close()
+    except Exception as e:
+        if is_host_error(e):
+            raise
 
 
 def open_video(path: str | os.PathLike, backend: str | None = None) -> VideoReader:
