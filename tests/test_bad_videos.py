@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 from videogen import frame_index_of, videos, write_bytes, write_video  # noqa: F401  (videos is a fixture)
 
+import uvtag.tagger
+from uvtag.cli import app
 from uvtag.errors import VideoError
+from uvtag.video import backends
 from uvtag.video.isolated import IsolatedReader, decode_isolated
 from uvtag.video.reader import BACKENDS, open_video
+
+runner = CliRunner()
 
 
 def open_error(path, backend=None) -> str:
@@ -225,3 +240,254 @@ def test_an_abandoned_iteration_never_leaks_frames_into_the_next_file(videos):
     with IsolatedReader(videos["vfr"]) as r:
         assert r.worker_pid != abandoned  # that worker was not reused
         assert r.info.num_frames == 45 and [frame_index_of(f) for f in r.get_frames([44, 3])] == [44, 3]
+
+
+def test_a_worker_started_from_a_short_lived_thread_outlives_it(videos):
+    """Workers die with the process (PR_SET_PDEATHSIG), not with the thread that first needed one."""
+    from uvtag.video import isolated
+
+    isolated.shutdown_workers()
+    pids = []
+
+    def open_one() -> None:  # as a prefetch thread does
+        with IsolatedReader(videos["h264"]) as r:
+            pids.append(r.worker_pid)
+
+    thread = threading.Thread(target=open_one)
+    thread.start()
+    thread.join()
+    with IsolatedReader(videos["mpeg4"]) as r:  # the idle worker is still alive, so it is reused
+        assert r.worker_pid == pids[0] and [frame_index_of(f) for f in r.get_frames([1, 6])] == [1, 6]
+
+
+# ------------------------------------------------------------------------------ through the CLI
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def uvtag_command() -> list[str]:
+    exe = Path(sys.executable).with_name("uvtag")
+    assert exe.exists(), f"the uvtag console script is not installed next to {sys.executable}"
+    return [str(exe)]
+
+
+def batch_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("three")
+    return [write_video(d / f"{name}.mp4", num_frames=20, fps=10, size=(48, 64)) for name in ("a", "b", "c")]
+
+
+@pytest.mark.parametrize("stage", ["open", "decode"])
+def test_classify_keeps_the_good_videos_when_a_decoder_raises_anything(tiny_checkpoint, three, monkeypatch, stage):
+    a, bad, c = three
+    real_open, real_frames = backends.PyAVBackend.__init__, backends.PyAVBackend.iter_frames
+
+    def broken_open(self, path):  # decoder bugs on one file, as a fuzzer finds them
+        if stage == "open" and path == str(bad):
+            raise IndexError("injected")
+        real_open(self, path)
+
+    def broken_frames(self, indices, size=None):
+        frames = real_frames(self, indices, size)
+        for k, item in enumerate(frames):
+            if k == 2 and self.path == str(bad):
+                raise IndexError("injected")  # while decoding the third frame asked for
+            yield item
+
+    monkeypatch.setattr(backends.PyAVBackend, "__init__", broken_open)
+    monkeypatch.setattr(backends.PyAVBackend, "iter_frames", broken_frames)
+    result = invoke("classify", a, bad, c, "-m", tiny_checkpoint, "--backend", "pyav", "-f", "jsonl", "-q")
+    assert result.exit_code == 3, result.stderr
+    assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [str(a), str(c)]
+    (line,) = result.stderr.splitlines()
+    what = "cannot open" if stage == "open" else r"cannot decode frame \d+"
+    assert re.fullmatch(rf"failed: {re.escape(str(bad))}: {what} \(IndexError: injected\)", line), line
+
+
+def test_batch_in_process_reports_a_decoder_bug_as_the_videos_failure(tiny_checkpoint, three, monkeypatch, tmp_path):
+    a, bad, c = three
+    real = backends.PyAVBackend.timestamps_sec
+
+    def broken(self):
+        if self.path == str(bad):
+            raise AttributeError("'NoneType' object has no attribute 'time_base'")
+        return real(self)
+
+    monkeypatch.setattr(backends.PyAVBackend, "timestamps_sec", broken)
+    out = tmp_path / "labels.csv"
+    result = invoke("batch", a, bad, c, "--out", out, "-m", tiny_checkpoint, "--backend", "pyav", "--no-isolate",
+                    "--clip", "1", "-q")
+    assert result.exit_code == 3, result.stderr
+    rows = batch_rows(out)
+    assert {r["path"] for r in rows if r["row_type"] == "video"} == {str(a), str(c)}
+    (failure,) = [r for r in rows if r["row_type"] == "failure"]
+    assert failure["error"] == (f"VideoError: {bad}: cannot read the frame timestamps "
+                                "(AttributeError: 'NoneType' object has no attribute 'time_base')")
+
+
+@pytest.mark.parametrize("fault, cause", [
+    ("raise", "cannot decode (IndexError: list index out of range (injected))"),
+    ("oom", "decoder process failed (MemoryError: injected)"),
+])
+def test_batch_reports_the_decode_workers_own_exception(tiny_checkpoint, three, monkeypatch, tmp_path, capfd, fault, cause):
+    a, bad, c = three
+    real = uvtag.tagger.IsolatedReader
+
+    def reader(path, backend=None, timeout_sec=60.0):  # the real isolated reader; its worker raises for one file
+        return real(path, backend, timeout_sec, _fault=fault if str(path) == str(bad) else None)
+
+    monkeypatch.setattr(uvtag.tagger, "IsolatedReader", reader)
+    out = tmp_path / "labels.csv"
+    result = invoke("batch", a, bad, c, "--out", out, "-m", tiny_checkpoint, "--clip", "1", "-q")
+    worker_err = capfd.readouterr().err  # the worker writes to this process's fd 2
+    assert result.exit_code == 3, result.stderr
+    rows = batch_rows(out)
+    assert {r["path"] for r in rows if r["row_type"] == "video"} == {str(a), str(c)}
+    (failure,) = [r for r in rows if r["row_type"] == "failure"]
+    assert failure["error"] == f"VideoError: {bad}: {cause}"  # the cause, not "decoder crashed (signal 9...)"
+    assert "Traceback" not in worker_err
+
+
+def test_error_lines_print_brackets_as_they_are(tiny_checkpoint, three, tmp_path):
+    """Decoder messages and file names may hold [text] that Rich would take for markup."""
+    (tmp_path / "clips [").mkdir()
+    bad = write_bytes(tmp_path / "clips [" / "x] take [bold]2.mp4", b"not a video\n" * 20)  # ".../clips [/x] take [bold]2.mp4"
+    result = invoke("classify", three[0], bad, "-m", tiny_checkpoint, "-q", "-f", "jsonl")
+    assert result.exit_code == 3 and f"failed: {bad}: cannot open" in result.stderr
+    result = invoke("localize", bad, "-m", tiny_checkpoint, "-q")
+    assert result.exit_code == 1 and f"error: {bad}: cannot open" in result.stderr
+
+
+def test_decord_log_lines_stay_off_stderr(tiny_checkpoint, videos, capfd):
+    """decord writes "[hh:mm:ss] .../video_reader.cc:83: ERROR opening: ..." to fd 2 when it cannot open a file."""
+    result = invoke("classify", videos["text"], "-m", tiny_checkpoint, "-q")
+    stderr = capfd.readouterr().err + result.stderr
+    assert result.exit_code == 3 and "(tried pyav, decord, opencv)" in result.stderr  # decord did try the file
+    assert "video_reader.cc" not in stderr and "ERROR opening" not in stderr, stderr
+
+
+# ------------------------------------------------------------------------------ files that are not files
+def test_devices_and_sockets_are_refused_in_one_line(tmp_path):
+    os.symlink("/dev/null", tmp_path / "null.mp4")
+    assert open_error(tmp_path / "null.mp4").endswith(": a character device, not a video file (uvtag reads regular files only)")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(str(tmp_path / "sock.mp4"))
+        assert ": a socket, not a video file" in open_error(tmp_path / "sock.mp4")
+    finally:
+        server.close()
+
+
+FIFO_COMMANDS = {
+    "classify": ["classify", "{fifo}", "{good}", "-f", "jsonl"],
+    "localize": ["localize", "{fifo}", "--window", "1"],
+    "batch": ["batch", "{good}", "{fifo}", "--out", "{out}", "--clip", "1"],
+    "batch --no-isolate": ["batch", "{good}", "{fifo}", "--out", "{out}", "--clip", "1", "--no-isolate"],
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+@pytest.mark.parametrize("command", list(FIFO_COMMANDS))
+def test_a_named_pipe_is_refused_by_every_command(tiny_checkpoint, three, tmp_path, command):
+    fifo = tmp_path / "x.mp4"
+    os.mkfifo(fifo)
+    out = tmp_path / "labels.csv"
+    args = [a.format(fifo=fifo, good=three[0], out=out) for a in FIFO_COMMANDS[command]]
+    # opening a FIFO blocks until a writer comes: a regression hangs, and the timeout turns that into
+    # a failure (below the isolated decoder's 60 s open timeout, so batch cannot pass by waiting it out)
+    done = subprocess.run(uvtag_command() + args + ["-m", tiny_checkpoint, "-q"], capture_output=True, text=True,
+                          timeout=55, stdin=subprocess.DEVNULL)
+    refusal = f"{fifo}: a named pipe (FIFO), not a video file (uvtag reads regular files only)"
+    assert "Traceback" not in done.stderr, done.stderr
+    if command == "localize":
+        assert done.returncode == 1 and done.stderr.strip() == f"error: {refusal}"
+    elif command == "classify":
+        assert done.returncode == 3, done.stderr
+        assert [json.loads(line)["path"] for line in done.stdout.splitlines()] == [str(three[0])]
+        assert f"failed: {refusal}" in done.stderr.splitlines()
+    else:
+        assert done.returncode == 3, done.stderr
+        rows = batch_rows(out)
+        assert {r["path"] for r in rows if r["row_type"] == "video"} == {str(three[0])}
+        assert [r["error"] for r in rows if r["row_type"] == "failure"] == [f"VideoError: {refusal}"]
+
+
+# ------------------------------------------------------------------------------ no orphaned decoders
+HANGING_BATCH = """
+import sys
+from pathlib import Path
+
+import uvtag.tagger
+from uvtag.cli import app
+from uvtag.video.isolated import IsolatedReader
+
+marker = Path(sys.argv[1])
+
+
+class HangingReader(IsolatedReader):
+    \"\"\"The real isolated reader, whose worker hangs in its first decode request (a stuck decoder).\"\"\"
+
+    def __init__(self, path, backend=None, timeout_sec=60.0):
+        super().__init__(path, backend, 600.0, _fault="hang")
+
+    def _send(self, message):
+        super()._send(message)
+        if message[0] != "open":  # the worker has the request: it is hanging now, or about to
+            tmp = marker.with_suffix(".tmp")
+            tmp.write_text(str(self.worker_pid))
+            tmp.replace(marker)
+
+
+if __name__ == "__main__":  # decode workers (spawned) import this file too
+    uvtag.tagger.IsolatedReader = HangingReader
+    app(sys.argv[2:], prog_name="uvtag")
+"""
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of a live (non-zombie) process, None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+    return None if state in ("Z", "X") else int(ppid)
+
+
+def _children_of(pid: int) -> set[int]:
+    return {int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _parent_of(int(d.name)) == pid}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_killed_batch_leaves_no_decoder_running(tiny_checkpoint, three, tmp_path):
+    driver, marker, out = tmp_path / "hanging_batch.py", tmp_path / "worker.pid", tmp_path / "labels.csv"
+    driver.write_text(HANGING_BATCH)
+    cmd = [sys.executable, str(driver), str(marker), "batch", str(three[0]), "--out", str(out),
+           "-m", tiny_checkpoint, "--clip", "1", "-q"]
+    with (tmp_path / "stderr.txt").open("w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL)
+    worker = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not marker.exists():
+            time.sleep(0.05)
+        assert marker.exists(), (tmp_path / "stderr.txt").read_text()
+        worker = int(marker.read_text())
+        assert worker in _children_of(proc.pid)  # a decode worker of this batch, busy with a request
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _parent_of(worker) is not None:
+            time.sleep(0.05)
+        assert _parent_of(worker) is None, "the decode worker outlived its killed batch"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if worker is not None and _parent_of(worker) is not None:
+            os.kill(worker, signal.SIGKILL)  # an orphan from a regression: do not leave it behind

@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -54,7 +55,7 @@ RenderHeightOpt = Annotated[int, typer.Option("--render-height", min=2, help="Ca
 
 
 def _fail(error: UvtagError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {error}", soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)  # decoder logs hold [brackets]
     return typer.Exit(error.exit_code)
 
 
@@ -118,7 +119,7 @@ def _top_table(title: str, predictions: list[VideoPrediction]) -> Table:
 
 def _report_failures(failures: list[Failure]) -> None:
     for f in failures:
-        err.print(f"[red]failed:[/red] {f.error}", soft_wrap=True)
+        err.print(f"[red]failed:[/red] {escape(f.error)}", soft_wrap=True)
 
 
 # ---------------------------------------------------------------------- commands
@@ -263,7 +264,7 @@ def batch(
 
                 def on_video(path: str, result) -> None:
                     if isinstance(result, Failure):
-                        err.print(f"[yellow]skipping[/yellow] {result.error}", soft_wrap=True)
+                        err.print(f"[yellow]skipping[/yellow] {escape(result.error)}", soft_wrap=True)
                     bar.update(task, advance=1, note=Path(path).name)
 
                 job = dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top_k, on_video=on_video)

@@ -4,7 +4,14 @@
 runs `open_video` in a worker process (spawn start method: no inherited torch threads or locks). Every
 request waits at most `timeout_sec` for its answer; a worker that dies or does not answer is killed and
 the call raises `VideoError("<path>: decoder crashed (signal 11, SIGSEGV)")` or
-`VideoError("<path>: decoder timed out after 30 s")`.
+`VideoError("<path>: decoder timed out after 30 s")`. An exception inside the worker is sent back as
+the file's error with its type and message ("<path>: cannot decode frame 12 (IndexError: ...)"); one
+that leaves the worker unusable (its own MemoryError) is sent back too, and the worker exits.
+
+Workers die with the process that started them: on Linux the kernel kills them when it exits
+(PR_SET_PDEATHSIG, armed from one long-lived thread, since the signal follows the starting thread),
+and everywhere a worker exits when its pipe closes or its parent process changes. A killed batch
+leaves no decoder running.
 
 Workers are reused: closing a reader hands its worker back to a small idle pool, and the next reader
 borrows it, so a batch pays the process start (about 0.3 s: Python + numpy + av imports) once, not
@@ -16,9 +23,12 @@ still cross a pipe as a pickle copy; use a plain reader for a single known-good 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import multiprocessing as mp
 import os
+import queue
 import signal
+import sys
 import threading
 import time
 from typing import Iterable, Iterator, Sequence
@@ -30,22 +40,75 @@ from uvtag.results import VideoInfo
 
 DEFAULT_TIMEOUT_SEC = 60.0  # per request (open, one get_frames call, or one streamed frame)
 STARTUP_TIMEOUT_SEC = 30.0  # opening a file: may wait for a new interpreter or a decoder's first import (slow on a loaded machine)
+EXIT_GRACE_SEC = 2.0  # a worker whose pipe closed has this long to exit by itself before it is killed
 MAX_FILES_PER_WORKER = 200
 MAX_IDLE_WORKERS = 4
+PARENT_POLL_SEC = 1.0  # how often a worker checks that the process that started it still exists
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _inject(fault: str | None) -> None:
-    """Test-only fault injection inside the worker: "segv" crashes it, "hang" never answers."""
+    """Test-only fault injection inside the worker: "segv" crashes it, "hang" never answers,
+    "raise" raises an IndexError (a decoder bug), "oom" raises the worker's own MemoryError."""
     if fault == "segv":
         os.kill(os.getpid(), signal.SIGSEGV)
     elif fault == "hang":
         while True:
             time.sleep(3600)
+    elif fault == "raise":
+        raise IndexError("list index out of range (injected)")
+    elif fault == "oom":
+        raise MemoryError("injected")
 
 
-def _serve(conn) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker end when the process that started it ends, even in the middle of a decode.
+
+    Linux: the kernel sends SIGKILL when the starting thread exits (prctl PR_SET_PDEATHSIG). Every
+    platform: a daemon thread exits the process once the parent pid changes (the worker was
+    re-parented); it needs the GIL, which decoders release while they work.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_SEC)
+        os._exit(0)
+
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(0)
+    threading.Thread(target=watch, daemon=True, name="uvtag-parent-watch").start()
+
+
+def _serve(conn, parent_pid: int) -> None:
+    """Worker entry point: serve files until told to stop; never let an exception end it silently.
+
+    Ctrl-C is the parent's to handle (it stops its workers), so the worker ignores SIGINT. An
+    exception that escapes the serving loop is sent as ("died", cause) before the worker exits.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+    from uvtag.video.reader import cause_of
+
+    try:
+        _serve_files(conn)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the parent is gone
+    except BaseException as e:
+        try:
+            conn.send(("died", cause_of(e)))
+        except (OSError, ValueError):
+            pass
+
+
+def _serve_files(conn) -> None:
     """Worker loop: ("open", path, backend, fault, fault_at) starts a file; ("close",) or EOF ends the worker."""
-    from uvtag.video.reader import open_video
+    from uvtag.video.reader import is_host_error, open_video
 
     while True:
         try:
@@ -61,8 +124,10 @@ def _serve(conn) -> None:
             if fault_at == "open":
                 _inject(fault)
             reader = open_video(path, backend)
-        except VideoError as e:
-            conn.send(("err", str(e)))
+        except Exception as e:
+            if is_host_error(e):  # the worker's own MemoryError: it cannot go on
+                raise
+            conn.send(("err", _error_text(path, "cannot open", e)))
             continue
         conn.send(("ok", reader.info))
         with reader:
@@ -70,8 +135,19 @@ def _serve(conn) -> None:
                 return
 
 
+def _error_text(path: str, what: str, exc: Exception) -> str:
+    """The one-line error for `exc`: a VideoError's own text, else `what` and the exception's cause."""
+    from uvtag.video.reader import cause_of
+
+    if isinstance(exc, VideoError):
+        return str(exc)
+    return f"{path}: {what} ({cause_of(exc)})"
+
+
 def _serve_file(conn, reader, fault: str | None) -> bool:
     """Answer requests on one open file until ("release",) (True: serve another) or close/EOF (False)."""
+    from uvtag.video.reader import is_host_error
+
     while True:
         try:
             request = conn.recv()
@@ -82,8 +158,8 @@ def _serve_file(conn, reader, fault: str | None) -> bool:
             return True
         if op not in ("get", "ts", "iter"):
             return False
-        _inject(fault)
         try:
+            _inject(fault)
             if op == "get":
                 conn.send(("ok", reader.get_frames(*args)))
             elif op == "ts":
@@ -92,8 +168,45 @@ def _serve_file(conn, reader, fault: str | None) -> bool:
                 for item in reader.iter_frames(*args):
                     conn.send(("item", item))
                 conn.send(("ok", None))
-        except VideoError as e:
-            conn.send(("err", str(e)))
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception as e:
+            if is_host_error(e):
+                raise
+            conn.send(("err", _error_text(reader.path, "cannot decode", e)))
+
+
+_starts: "queue.Queue[tuple[mp.process.BaseProcess, queue.Queue]]" = queue.Queue()
+_starter: threading.Thread | None = None
+_starter_lock = threading.Lock()
+
+
+def _run_starts() -> None:
+    while True:
+        proc, answer = _starts.get()
+        try:
+            proc.start()
+            answer.put(None)
+        except BaseException as e:  # handed back to the caller
+            answer.put(e)
+
+
+def _start(proc: mp.process.BaseProcess) -> None:
+    """Start `proc` from one long-lived daemon thread.
+
+    The parent-death signal a worker arms fires when the thread that started it exits; a worker
+    started from a short-lived thread (a prefetch thread) would be killed with that thread.
+    """
+    global _starter
+    with _starter_lock:
+        if _starter is None or not _starter.is_alive():
+            _starter = threading.Thread(target=_run_starts, daemon=True, name="uvtag-decoder-starter")
+            _starter.start()
+    answer: queue.Queue = queue.Queue(maxsize=1)
+    _starts.put((proc, answer))
+    error = answer.get()
+    if error is not None:
+        raise error
 
 
 class _Worker:
@@ -102,17 +215,24 @@ class _Worker:
     def __init__(self) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child,), daemon=True)
-        self.proc.start()
+        self.proc = ctx.Process(target=_serve, args=(child, os.getpid()), daemon=True)
+        _start(self.proc)
         child.close()
         self.files = 0  # files opened so far
 
-    def kill(self) -> None:
-        """Stop it now (SIGKILL) and reap it."""
-        if self.proc.is_alive():
+    def kill(self) -> bool:
+        """Stop it now (SIGKILL) and reap it; True if it was still running (so the kill ended it)."""
+        alive = self.proc.is_alive()
+        if alive:
             self.proc.kill()
         self.proc.join(5)
         self.conn.close()
+        return alive
+
+    def end(self, grace_sec: float) -> bool:
+        """Reap a worker that is exiting by itself, killing it after `grace_sec`; True if it had to be killed."""
+        self.proc.join(grace_sec)
+        return self.kill()
 
     def stop(self) -> None:
         """Ask it to exit, then make sure it did."""
@@ -122,6 +242,14 @@ class _Worker:
             pass
         self.proc.join(2)
         self.kill()
+
+
+def _signal_name(number: int) -> str:
+    """SIGSEGV for 11; a plain description for signals without a name (real-time signals)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unnamed signal"
 
 
 _idle: list[_Worker] = []
@@ -174,11 +302,15 @@ class IsolatedReader:
     ) -> None:
         """Borrow a worker and open `path` in it (raises VideoError as open_video would).
 
-        `_fault` / `_fault_at` are for tests only: make the worker crash ("segv") or hang ("hang") at
-        "open" or at the first "decode" request.
+        `_fault` / `_fault_at` are for tests only: make the worker crash ("segv"), hang ("hang"), raise
+        an IndexError ("raise") or its own MemoryError ("oom") at "open" or at each "decode" request.
         """
+        from uvtag.video.reader import check_video_path
+
         self.path, self.timeout_sec = os.fspath(path), float(timeout_sec)
-        self._worker: _Worker | None = _borrow()
+        self._worker: _Worker | None = None
+        check_video_path(self.path)  # a missing file or a named pipe costs no worker (nor a timeout)
+        self._worker = _borrow()
         self._pending = False  # a request whose answer has not been read completely
         self.worker_pid = self._worker.proc.pid
         self._worker.files += 1
@@ -210,17 +342,27 @@ class IsolatedReader:
             self._pending = False
         if status == "err":
             raise VideoError(value)
+        if status == "died":
+            self._worker = None
+            worker.end(EXIT_GRACE_SEC)
+            raise VideoError(f"{self.path}: decoder process failed ({value})")
         return answer if status == "item" else value
 
     def _worker_failed(self, timed_out: bool, waited_sec: float | None = None) -> str:
-        """Kill and reap the worker; describe what happened in a few words."""
+        """Reap the worker (killing it if needed); describe what happened in a few words.
+
+        A worker whose pipe closed is given EXIT_GRACE_SEC to finish exiting, so that its own exit
+        status (a signal it died of, or an exit code) is reported rather than our SIGKILL.
+        """
         worker, self._worker = self._worker, None
-        worker.kill()
         if timed_out:
+            worker.kill()
             return f"decoder timed out after {waited_sec or self.timeout_sec:g} s"
+        if worker.end(EXIT_GRACE_SEC):
+            return "decoder process closed its pipe and stopped answering (killed)"
         code = worker.proc.exitcode
         if code is not None and code < 0:
-            return f"decoder crashed (signal {-code}, {signal.Signals(-code).name})"
+            return f"decoder crashed (signal {-code}, {_signal_name(-code)})"
         return f"decoder process exited unexpectedly (exit code {code})"
 
     def _send(self, message: tuple) -> None:
