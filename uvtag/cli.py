@@ -41,7 +41,7 @@ err = Console(stderr=True, highlight=False)
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Zoo name (see `uvtag models`) or a checkpoint file.")]
 ArchOpt = Annotated[Optional[str], typer.Option(help="Zoo name an official weights FILE belongs to (frames, views, labels).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-PrecisionOpt = Annotated[str, typer.Option(help="auto (fp32 on CPU, bf16/fp16 on CUDA), fp32, bf16 or fp16.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto (fp32 on CPU, bf16/fp16 on CUDA), fp32, bf16 (CPU: only with native bf16, see `uvtag doctor`) or fp16.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Clips per forward pass (default: 2 on the CPU, 16 for small models, 8 on CUDA).")]
 BackendOpt = Annotated[Optional[str], typer.Option(help="Force a video decoder: pyav, decord or opencv.")]
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Where weights are downloaded (default $UVTAG_HOME or ~/.cache/uvtag).")]
@@ -415,7 +415,7 @@ def download(
 
 @app.command()
 def doctor(cache_dir: CacheOpt = None) -> None:
-    """Check the installation: torch, CUDA, video decoders, cache folder."""
+    """Check the installation: torch, the CPU and its kernels, CUDA, video decoders, cache folder."""
     from uvtag.doctor import run_checks
 
     rows = run_checks(cache_dir)
