@@ -235,6 +235,21 @@ def test_batch_to_a_full_disk_says_so_in_one_line(tiny_checkpoint, two_videos, t
     assert not lock_path(out).exists()
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("command", ["classify", "localize"])
+def test_machine_format_to_a_full_stdout_says_so_in_one_line(tiny_checkpoint, two_videos, command):
+    """`uvtag classify ... --format json > /dev/full`: one line and exit 1, no traceback at exit either."""
+    exe = Path(sys.executable).with_name("uvtag")
+    video = sorted(Path(two_videos).iterdir())[0]
+    args = [str(exe), command, str(video), "-m", tiny_checkpoint, "--format", "json", "-q", "--device", "cpu"]
+    if command == "localize":
+        args += ["--window", "1", "--stride", "1"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(args, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert one_line(result.stderr) == "error: standard output: cannot write it (No space left on device)"
+
+
 _CAPPED = """
 import os, resource, signal, sys
 limit = int(sys.argv[1])

@@ -7,11 +7,12 @@ be piped. Exit codes: 0 success, 1 error, 2 bad usage, 3 some videos failed, 130
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TextIO
 
 import typer
 from rich.console import Console
@@ -84,6 +85,18 @@ def _load(model: str, arch, device, precision, batch_size, backend, cache_dir, o
         err.print(f"[dim]model {tagger.name} on {dev} ({str(tagger.predictor.dtype).removeprefix('torch.')}), "
                   f"loaded in {time.perf_counter() - started:.1f} s[/dim]")
     return tagger
+
+
+def _write_stdout(write: Callable[[TextIO], object]) -> None:
+    """Write a machine format to stdout; a full or failing stdout is one OutputError line."""
+    from uvtag.atomic import output_error
+
+    try:
+        write(sys.stdout)
+        sys.stdout.flush()
+    except OSError as e:  # ENOSPC (`> /dev/full`), EPIPE (a reader gone), EIO...
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit-time flush must not fail again
+        raise output_error(Path("standard output"), e) from None
 
 
 def _check_out(out: Path | None) -> None:
@@ -178,7 +191,7 @@ def classify(
         if machine and out is not None:
             write_classification(predictions, out, machine, overwrite=overwrite)
         elif machine:
-            CLASSIFY_WRITERS[machine]().write(predictions, sys.stdout)
+            _write_stdout(lambda f: CLASSIFY_WRITERS[machine]().write(predictions, f))
         if render is not None and predictions:
             render_video(videos[0], render, classification_captions(predictions[0]), max_height=render_height,
                          backend=backend, overwrite=overwrite)
@@ -354,7 +367,7 @@ def localize(
         if machine and out is not None:
             write_localization(result, out, machine, overwrite=overwrite)
         elif machine:
-            LOCALIZE_WRITERS[machine]().write(result, sys.stdout)
+            _write_stdout(lambda f: LOCALIZE_WRITERS[machine]().write(result, f))
         if plot is not None:
             save_timeline(result, plot, overwrite=overwrite)
         if render is not None:

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from uvtag.cli import _run, app, err
+from uvtag.cli import _run, _write_stdout, app, err
 from uvtag.errors import UsageError
 
 
@@ -74,7 +74,7 @@ def bench(
         if markdown is not None:
             markdown.write_text(table)
         if json_out == "-":
-            print(json.dumps(result, indent=2))
+            _write_stdout(lambda f: f.write(json.dumps(result, indent=2) + "\n"))
         elif json_out is not None:
             Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
 

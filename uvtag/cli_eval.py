@@ -7,14 +7,13 @@ metrics document goes to --out or (with --format json) stdout; tables for people
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from uvtag.cli import OverwriteOpt, QuietOpt, _check_out, _run, app, err
+from uvtag.cli import OverwriteOpt, QuietOpt, _check_out, _run, _write_stdout, app, err
 from uvtag.errors import UsageError
 
 WidthOpt = Annotated[int, typer.Option("--width", min=300, help="Timeline width in pixels.")]
@@ -97,7 +96,7 @@ def evaluate(
         if out is not None:
             out.write_text(text, encoding="utf-8")
         elif fmt == "json":
-            sys.stdout.write(text)
+            _write_stdout(lambda f: f.write(text))
         return 0
 
     _run(body)
