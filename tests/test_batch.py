@@ -7,9 +7,9 @@ import csv
 import pytest
 
 import uvtag
-from uvtag.batch import run_batch
+from uvtag.batch.run import run_batch
 from uvtag.video.isolated import IsolatedReader
-from uvtag.batch_writer import BatchWriter
+from uvtag.batch.output import BatchWriter
 from videogen import write_video
 
 

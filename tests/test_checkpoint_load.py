@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from uvtag.cli import app
 from uvtag.errors import CheckpointError
-from uvtag.labels import read_labels
+from uvtag.model.labels import read_labels
 from uvtag.model import ModelConfig, build_model
 from uvtag.model import weights
 from uvtag.model.weights import (

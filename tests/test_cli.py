@@ -25,7 +25,7 @@ import uvtag
 from conftest import TINY_LABELS
 from test_writers import check_activitynet, parse_subtitles
 from uvtag.cli import app
-from uvtag.batch_writer import BATCH_CSV_COLUMNS
+from uvtag.batch.output import BATCH_CSV_COLUMNS
 from videogen import write_audio_only, write_bytes, write_truncated, write_video
 
 runner = CliRunner()

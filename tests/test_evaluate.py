@@ -1,4 +1,4 @@
-"""uvtag.evaluate and `uvtag eval`: accuracy and confusion, ActivityNet mAP on hand-computed cases."""
+"""uvtag.eval.metrics and `uvtag eval`: accuracy and confusion, ActivityNet mAP on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from uvtag import evaluate as ev
+from uvtag.eval import metrics as ev
 from uvtag.cli import app
 from uvtag.errors import UsageError
-from uvtag.evaluate import Detection, GroundTruthSegment, PredictedLabels
+from uvtag.eval.metrics import Detection, GroundTruthSegment, PredictedLabels
 from uvtag.results import Failure, LabelScore, VideoInfo, VideoPrediction
-from uvtag.batch_writer import BatchWriter
-from uvtag.writers import write_classification
+from uvtag.batch.output import BatchWriter
+from uvtag.outputs.formats import write_classification
 
 runner = CliRunner()
 

@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 import uvtag
-from uvtag.batch import run_batch
+from uvtag.batch.run import run_batch
 from uvtag.errors import UsageError
-from uvtag.merge import merge_outputs, read_batch_file
+from uvtag.batch.merge import merge_outputs, read_batch_file
 from uvtag.results import Failure
-from uvtag.shard import select_shard
+from uvtag.batch.shard import select_shard
 from uvtag.video.files import find_videos
-from uvtag.batch_writer import BatchWriter
+from uvtag.batch.output import BatchWriter
 from videogen import write_video
 
 FORMATS = ("csv", "jsonl", "json")

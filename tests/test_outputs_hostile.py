@@ -19,9 +19,9 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import tiny_config
-from uvtag.batch_writer import BATCH_CSV_COLUMNS, BATCH_CSV_HEADER, lock_path
+from uvtag.batch.output import BATCH_CSV_COLUMNS, BATCH_CSV_HEADER, lock_path
 from uvtag.cli import app
-from uvtag.merge import read_batch_file
+from uvtag.batch.merge import read_batch_file
 from videogen import write_bytes, write_video
 
 runner = CliRunner()
@@ -162,7 +162,7 @@ def test_localize_csv_round_trips_hostile_names_and_labels(hostile_dir, hostile_
 
 _HOLDER = """
 import sys
-from uvtag.batch_writer import BatchWriter
+from uvtag.batch.output import BatchWriter
 with BatchWriter.open(sys.argv[1], sys.argv[2], resume=True):
     print("locked", flush=True)
     sys.stdin.read()
@@ -311,7 +311,7 @@ def test_whole_file_outputs_on_a_full_disk_say_so_and_keep_the_old_file(tiny_che
         "localize": ["localize", video, "-m", tiny_checkpoint, "--window", "1"],
         "merge": ["merge", source],
     }[command]
-    monkeypatch.setattr("uvtag.atomic.write_all", _no_space)
+    monkeypatch.setattr("uvtag.outputs.files.write_all", _no_space)
     result = invoke(*args, "--out", out, "--overwrite", "-q")
     assert result.exit_code == 1
     assert one_line(result.stderr) == f"error: {out}: cannot write it (No space left on device); it was left untouched"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from uvtag.batch import run_batch
+from uvtag.batch.run import run_batch
 from uvtag.errors import UsageError, UvtagError
-from uvtag.parallel import ModelSpec, plan_devices, run_parallel
-from uvtag.batch_writer import BatchWriter
+from uvtag.batch.processes import ModelSpec, plan_devices, run_parallel
+from uvtag.batch.output import BatchWriter
 from videogen import write_video
 
 

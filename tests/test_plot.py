@@ -1,4 +1,4 @@
-"""uvtag.plot and `uvtag plot` / `localize --plot`: image size, bar colours where the segments are."""
+"""uvtag.outputs.timeline and `uvtag plot` / `localize --plot`: image size, bar colours where the segments are."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from uvtag import plot
+from uvtag.outputs import timeline as plot
 from uvtag.cli import app
 from uvtag.errors import UsageError
 from uvtag.results import ClipPrediction, LabelScore, LocalizationResult, Segment, VideoInfo
-from uvtag.writers import LocalizeJson
+from uvtag.outputs.formats import LocalizeJson
 from videogen import write_video
 
 runner = CliRunner()

@@ -49,7 +49,7 @@ def test_tagging_path_never_imports_timm():
     import subprocess
     import sys
 
-    code = ("import sys, uvtag, uvtag.cli, uvtag.tagger, uvtag.batch; "
+    code = ("import sys, uvtag, uvtag.cli, uvtag.tagger, uvtag.batch.run; "
             "print('timm' in sys.modules, 'torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from uvtag.parallel import ModelSpec
-from uvtag.ray_batch import pool_plan
+from uvtag.batch.processes import ModelSpec
+from uvtag.batch.ray import pool_plan
 from videogen import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def test_ray_is_an_optional_extra_only():
 
 
 def test_the_cli_and_library_never_import_ray():
-    code = ("import sys, uvtag.cli, uvtag.batch, uvtag.parallel, uvtag.merge, uvtag.shard, uvtag.ray_batch; "
+    code = ("import sys, uvtag.cli, uvtag.batch.run, uvtag.batch.processes, uvtag.batch.merge, uvtag.batch.shard, uvtag.batch.ray; "
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
@@ -127,10 +127,10 @@ def test_ray_gives_the_single_process_labels_and_scores(ray_local, tiny_checkpoi
 
 def test_a_killed_actor_is_retried_and_nothing_is_written_twice(ray_local, tiny_checkpoint, folder, tmp_path):
     import uvtag
-    from uvtag.batch import run_batch
-    from uvtag.ray_batch import run_ray
+    from uvtag.batch.run import run_batch
+    from uvtag.batch.ray import run_ray
     from uvtag.video.files import find_videos
-    from uvtag.batch_writer import BatchWriter
+    from uvtag.batch.output import BatchWriter
 
     paths = [str(p) for p in find_videos([folder])]
     once, always = paths[1], paths[2]

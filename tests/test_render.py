@@ -1,4 +1,4 @@
-"""uvtag.render and `--render`: frame count, duration, timestamps, capped size, captions where they belong."""
+"""uvtag.outputs.video and `--render`: frame count, duration, timestamps, capped size, captions where they belong."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import TINY_LABELS
-from uvtag import render
+from uvtag.outputs import video as render
 from uvtag.cli import app
 from uvtag.errors import UsageError
 from uvtag.results import LabelScore, LocalizationResult, Segment, VideoInfo, VideoPrediction

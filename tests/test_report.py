@@ -1,4 +1,4 @@
-"""uvtag.report and `batch --report`: thumbnails, rows, and the page as a real headless Chromium shows it."""
+"""uvtag.outputs.report and `batch --report`: thumbnails, rows, and the page as a real headless Chromium shows it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from uvtag import report
+from uvtag.outputs import report as report
 from uvtag.cli import app
 from uvtag.results import LabelScore
 from videogen import frame_index_of, write_bytes, write_video

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from uvtag.errors import UsageError
-from uvtag.shard import parse_shard, select_shard, shard_key, shard_of
+from uvtag.batch.shard import parse_shard, select_shard, shard_key, shard_of
 
 _NAME_CHARS = "abcxyz019 _-.é中"
 
@@ -70,7 +70,7 @@ def test_shard_keys():
 def test_shard_numbers_are_fixed_forever():
     """Golden values: sha256-based, so the same on every machine and Python (no hash seed)."""
     assert [shard_of(k, 7) for k in ("a.mp4", "dir/b.mkv", "é/ü.mp4")] == [0, 5, 2]
-    code = "from uvtag.shard import shard_of; print(shard_of('dir/b.mkv', 1000))"
+    code = "from uvtag.batch.shard import shard_of; print(shard_of('dir/b.mkv', 1000))"
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert outs == {f"{shard_of('dir/b.mkv', 1000)}\n"}

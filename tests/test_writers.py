@@ -22,8 +22,8 @@ from uvtag.results import (
     VideoInfo,
     VideoPrediction,
 )
-from uvtag.batch_writer import BATCH_CSV_COLUMNS, BATCH_FORMATS, BatchWriter
-from uvtag.writers import (
+from uvtag.batch.output import BATCH_CSV_COLUMNS, BATCH_FORMATS, BatchWriter
+from uvtag.outputs.formats import (
     CLASSIFY_CSV_COLUMNS,
     CLASSIFY_WRITERS,
     LOCALIZE_CSV_COLUMNS,
@@ -409,7 +409,7 @@ def test_non_utf8_path_survives_resume(tmp_path: Path, fmt: str) -> None:
 _CHILD = """
 import sys
 from tests.test_writers import prediction
-from uvtag.batch_writer import BatchWriter
+from uvtag.batch.output import BatchWriter
 with BatchWriter.open(sys.argv[1], sys.argv[2]) as writer:
     for i in range(100000):
         writer.write_video(prediction(f"v{i}.mp4"))
@@ -466,7 +466,7 @@ def test_classify_and_localize_csv_round_trip_cr_and_lf(tmp_path: Path) -> None:
 
 
 def test_batch_csv_with_cr_and_lf_resumes_and_merges(tmp_path: Path) -> None:
-    from uvtag.merge import read_batch_file
+    from uvtag.batch.merge import read_batch_file
 
     out = tmp_path / "labels.csv"
     with BatchWriter.open(out, "csv") as writer:
@@ -487,7 +487,7 @@ def test_batch_csv_with_cr_and_lf_resumes_and_merges(tmp_path: Path) -> None:
 
 
 def test_csv_text_quotes_every_line_break() -> None:
-    from uvtag.writers import csv_text
+    from uvtag.outputs.formats import csv_text
 
     assert csv_text([["a\rb", "c", 1]]) == '"a\rb",c,1\n'
     assert csv_text([["plain", " spaced ", ""]]) == "plain, spaced ,\n"  # unquoted, as before

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from uvtag.errors import UnknownModelError, UsageError
-from uvtag.labels import available_label_lists, labels_for, placeholder_labels, read_label_file, read_labels
+from uvtag.model.labels import available_label_lists, labels_for, placeholder_labels, read_label_file, read_labels
 from uvtag.model.shapes import describe_config
 from uvtag.model.zoo import (
     CHECKPOINTS,

@@ -89,7 +89,7 @@ def _load(model: str, arch, device, precision, batch_size, backend, cache_dir, o
 
 def _write_stdout(write: Callable[[TextIO], object]) -> None:
     """Write a machine format to stdout; a full or failing stdout is one OutputError line."""
-    from uvtag.atomic import output_error
+    from uvtag.outputs.files import output_error
 
     try:
         write(sys.stdout)
@@ -106,7 +106,7 @@ def _check_out(out: Path | None) -> None:
 
 def _machine_format(out: Path | None, fmt: str | None, allowed, default: str | None) -> str | None:
     """The machine format to write, or None for the people's table only."""
-    from uvtag.writers import format_from_path
+    from uvtag.outputs.formats import format_from_path
 
     if out is not None:
         return format_from_path(out, fmt, allowed)
@@ -168,8 +168,8 @@ def classify(
       uvtag classify a.mp4 b.mkv --top-k 3 --format json > tags.json
       uvtag classify clip.mp4 -m sthv2_uniformerv2_b16_16x224 --fast
     """
-    from uvtag.render import check_render_path, classification_captions, render_video
-    from uvtag.writers import CLASSIFY_FORMATS, CLASSIFY_WRITERS, write_classification
+    from uvtag.outputs.video import check_render_path, classification_captions, render_video
+    from uvtag.outputs.formats import CLASSIFY_FORMATS, CLASSIFY_WRITERS, write_classification
 
     def body() -> int:
         _check_out(out)
@@ -242,13 +242,13 @@ def batch(
       uvtag batch ./videos --out part-0.jsonl --shard 0/4 --devices cuda:0,cuda:1
       uvtag batch ./videos --out labels.jsonl --ray auto
     """
-    from uvtag.batch import run_batch
-    from uvtag.parallel import ModelSpec, plan_devices, run_parallel
-    from uvtag.shard import parse_shard, select_shard
-    from uvtag.report import check_report_path, write_report
+    from uvtag.batch.run import run_batch
+    from uvtag.batch.processes import ModelSpec, plan_devices, run_parallel
+    from uvtag.batch.shard import parse_shard, select_shard
+    from uvtag.outputs.report import check_report_path, write_report
     from uvtag.video.files import find_videos, parse_extensions
-    from uvtag.batch_writer import BATCH_FORMATS, BatchWriter
-    from uvtag.writers import format_from_path
+    from uvtag.batch.output import BATCH_FORMATS, BatchWriter
+    from uvtag.outputs.formats import format_from_path
 
     def body() -> int:
         _check_out(out)
@@ -282,7 +282,7 @@ def batch(
 
                 job = dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top_k, on_video=on_video)
                 if ray is not None:
-                    from uvtag.ray_batch import run_ray
+                    from uvtag.batch.ray import run_ray
 
                     summary = run_ray(spec, paths, writer, address=ray, device=device, max_actors=workers, **job)
                 elif plan is not None:
@@ -338,10 +338,10 @@ def localize(
       uvtag localize long.mp4 --window 8 --stride 2 --out long.srt
       uvtag localize long.mp4 --out results.json --format activitynet
     """
-    from uvtag.plot import plot_format, save_timeline
-    from uvtag.render import check_render_path, localization_captions, render_video
+    from uvtag.outputs.timeline import plot_format, save_timeline
+    from uvtag.outputs.video import check_render_path, localization_captions, render_video
     from uvtag.tagger import SegmentOptions
-    from uvtag.writers import LOCALIZE_FORMATS, LOCALIZE_WRITERS, write_localization
+    from uvtag.outputs.formats import LOCALIZE_FORMATS, LOCALIZE_WRITERS, write_localization
 
     def body() -> int:
         _check_out(out)

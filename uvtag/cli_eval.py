@@ -35,7 +35,7 @@ def plot(
       uvtag localize long.mp4 --out long.json && uvtag plot long.json --out long.png
       uvtag plot long.json --out long.svg --top-classes 3
     """
-    from uvtag.plot import load_localization, plot_format, save_timeline
+    from uvtag.outputs.timeline import load_localization, plot_format, save_timeline
 
     def body() -> int:
         _check_out(out)
@@ -70,7 +70,7 @@ def evaluate(
       uvtag eval a.json b.json --gt activity_net.v1-3.json --subset validation --tiou activitynet
       uvtag eval results.json --gt thumos_gt.json --tiou thumos --out metrics.json
     """
-    from uvtag import evaluate as ev
+    from uvtag.eval import metrics as ev
 
     def body() -> int:
         _check_out(out)

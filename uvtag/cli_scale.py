@@ -33,7 +33,7 @@ def merge(
       uvtag merge part-*.jsonl --out labels.jsonl --inputs ./videos
       uvtag merge a.csv b.csv --out all.csv
     """
-    from uvtag.merge import merge_outputs
+    from uvtag.batch.merge import merge_outputs
     from uvtag.video.files import find_videos, parse_extensions
 
     def body() -> int:

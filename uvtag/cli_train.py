@@ -100,7 +100,7 @@ def demo(
 
     from uvtag import synth
     from uvtag.tagger import SegmentOptions, load
-    from uvtag.writers import write_classification, write_localization
+    from uvtag.outputs.formats import write_classification, write_localization
 
     def body() -> int:
         with err.status("drawing and encoding demo videos", spinner="dots"):

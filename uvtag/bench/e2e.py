@@ -54,11 +54,11 @@ def bench_end_to_end(bm: BenchModel, videos: dict, *, device: torch.device, prec
                      ffmpeg_fps: float | None = None, model_runs: int = 1, log: Log = lambda s: None) -> list[dict]:
     """classify / batch / localize through the real `Tagger` and batch runner, each vs model-only
     (the same number of clips through the same predictor, median of `model_runs`)."""
-    from uvtag.batch import run_batch
+    from uvtag.batch.run import run_batch
     from uvtag.tagger import Tagger
     from uvtag.video.reader import open_video
     from uvtag.infer.windows import clip_spans, window_spans
-    from uvtag.batch_writer import BatchWriter
+    from uvtag.batch.output import BatchWriter
 
     tagger = Tagger(bm.fresh_model(), bm.checkpoint, bm.labels, device=str(device), precision=precision,
                     batch_size=batch)

@@ -35,7 +35,7 @@ from uvtag.errors import CheckpointError
 from uvtag.infer import views as views_module
 from uvtag.model.download import resolve
 from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model
-from uvtag.labels import available_label_lists, labels_for, read_labels
+from uvtag.model.labels import available_label_lists, labels_for, read_labels
 from uvtag.model.shapes import Architecture, config_architecture, state_dict_architecture
 from uvtag.model.zoo import Checkpoint
 

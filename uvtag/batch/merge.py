@@ -2,7 +2,7 @@
 
 Reads any number of batch files (csv, jsonl or json; a file cut short by a kill is read up to its
 last complete video), keeps one block per video, and writes one batch file in the same layout as
-`uvtag batch` (see `uvtag.writers`), which `--resume` accepts:
+`uvtag batch` (see `uvtag.outputs.formats`), which `--resume` accepts:
 
 - a video complete in several files is kept once (the first file given wins) and counted as a
   duplicate; a failure is dropped when any file has that video complete, otherwise its last
@@ -26,9 +26,9 @@ from typing import Any
 
 from uvtag.errors import UsageError
 from uvtag.results import SCHEMA_VERSION
-from uvtag.atomic import ENCODING, atomic_write
-from uvtag.batch_writer import BATCH_CSV_HEADER, BATCH_FORMATS, csv_rows
-from uvtag.writers import format_from_path
+from uvtag.outputs.files import ENCODING, atomic_write
+from uvtag.batch.output import BATCH_CSV_HEADER, BATCH_FORMATS, csv_rows
+from uvtag.outputs.formats import format_from_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +155,7 @@ def _document_record(block: Block) -> dict[str, Any]:
 
 
 def render(blocks: Sequence[Block], fmt: str) -> str:
-    """The text of a batch file in `fmt` holding `blocks` (the `uvtag.writers` layouts).
+    """The text of a batch file in `fmt` holding `blocks` (the `uvtag.outputs.formats` layouts).
 
     Raises:
         UsageError: csv blocks into json/jsonl or the reverse.

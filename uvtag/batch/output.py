@@ -1,6 +1,6 @@
 """Batch output (`BatchWriter`): one file streamed video by video, kill-safe and resumable.
 
-Formats (records as in `uvtag.writers`):
+Formats (records as in `uvtag.outputs.formats`):
     csv    columns `BATCH_CSV_COLUMNS`: row_type (clip | video | failure), path, start_sec,
            end_sec, rank, label, class_index, score, error. One `clip` row per (clip, rank), then
            the video summary as one `video` row per rank spanning [0, duration_sec], written from
@@ -39,10 +39,10 @@ try:
 except ImportError:  # no flock on this platform: writers run unlocked
     fcntl = None  # type: ignore[assignment]
 
-from uvtag.atomic import ENCODING, atomic_write, output_error, refuse_existing, write_all
+from uvtag.outputs.files import ENCODING, atomic_write, output_error, refuse_existing, write_all
 from uvtag.errors import OutputError, UsageError
 from uvtag.results import SCHEMA_VERSION, Failure, VideoPrediction
-from uvtag.writers import csv_text, failure_record, format_score, format_sec, json_line, one_line, video_record
+from uvtag.outputs.formats import csv_text, failure_record, format_score, format_sec, json_line, one_line, video_record
 
 __all__ = ["BATCH_CSV_COLUMNS", "BATCH_CSV_HEADER", "BATCH_FORMATS", "BatchWriter", "csv_rows", "lock_path"]
 

@@ -22,7 +22,7 @@ from uvtag.infer.views import top_k
 from uvtag.infer.windows import clip_spans
 from uvtag.results import ClipPrediction, Failure, VideoInfo, VideoPrediction
 from uvtag.tagger import Tagger
-from uvtag.batch_writer import BatchWriter
+from uvtag.batch.output import BatchWriter
 from uvtag.video.files import UnreadableFolder
 
 

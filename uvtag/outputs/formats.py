@@ -13,7 +13,7 @@ classify (`CLASSIFY_WRITERS`)
     A video record is {schema_version?, record: "video", path, model, video: VideoInfo fields,
     num_views, top: [{rank, label, class_index, score}], clips: [{start_sec, end_sec, top}]}.
 
-batch: see `uvtag.batch_writer` (streaming, kill-safe, resumable).
+batch: see `uvtag.batch.output` (streaming, kill-safe, resumable).
 
 localize (`LOCALIZE_WRITERS`)
     json         {schema_version, path, model, video, params, segments, windows} with per-window top-k.
@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from uvtag.atomic import ENCODING, atomic_write, refuse_existing
+from uvtag.outputs.files import ENCODING, atomic_write, refuse_existing
 from uvtag.errors import UsageError
 from uvtag.results import (
     SCHEMA_VERSION,

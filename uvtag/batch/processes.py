@@ -28,10 +28,10 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from uvtag.batch import BatchSummary, _failure, skip_completed
+from uvtag.batch.run import BatchSummary, _failure, skip_completed
 from uvtag.errors import UsageError, UvtagError
 from uvtag.results import Failure, VideoPrediction
-from uvtag.batch_writer import BatchWriter
+from uvtag.batch.output import BatchWriter
 
 TaggerFactory = Callable[[str], Any]  # device -> Tagger; must pickle (module-level, or a dataclass)
 
@@ -193,7 +193,7 @@ def run_parallel(factory: TaggerFactory, devices: Sequence[str], paths: Sequence
     Args:
         factory: device -> Tagger, called once in each worker (e.g. a `ModelSpec`); must pickle.
         devices: one entry per worker, e.g. ["cuda:0", "cuda:1"] or ["cpu"] * 4.
-        paths, writer, clip_sec, stride_sec, top, on_video: as for `uvtag.batch.run_batch`.
+        paths, writer, clip_sec, stride_sec, top, on_video: as for `uvtag.batch.run.run_batch`.
         retries: times a video goes back to the queue after its worker died while tagging it.
 
     Raises:

@@ -30,7 +30,7 @@ import numpy as np
 from uvtag.errors import UsageError, VideoError
 from uvtag.results import LocalizationResult, VideoPrediction
 from uvtag.video.reader import open_video
-from uvtag.writers import subtitle_cues
+from uvtag.outputs.formats import subtitle_cues
 
 TEXT_COLOUR = (255, 255, 255)  # RGB
 BAND_DIM = 0.3  # the caption band keeps this fraction of the frame's brightness

@@ -1,0 +1,1 @@
+"""Scoring predictions against ground truth (`uvtag eval`): accuracy and localization mAP."""
