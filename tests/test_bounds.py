@@ -21,7 +21,7 @@ import uvtag.infer.windows as windows_module
 from conftest import TINY_LABELS, tiny_config
 from uvtag.cli import app
 from uvtag.errors import VideoError
-from uvtag.infer.views import test_views
+from uvtag.infer.views import official_views
 from uvtag.video import transforms
 from uvtag.video.reader import open_video
 from uvtag.video.transforms import resize_frame_by_frame, to_views
@@ -127,7 +127,7 @@ def _uvtag_model(folder: Path, input_resolution: int, t_size: int = 4, channel_o
 def _reference_views(tagger, reader) -> torch.Tensor:
     """The official transform applied to each whole clip (all its frames decoded at once)."""
     ck = tagger.checkpoint
-    views = test_views(reader.info.num_frames, ck.num_frames, ck.num_clips, ck.num_crops, ck.sampler)
+    views = official_views(reader.info.num_frames, ck.num_frames, ck.num_clips, ck.num_crops, ck.sampler)
     clips = list(dict.fromkeys(v.frame_indices for v in views))
     crops = sorted({v.spatial_index for v in views})
     return torch.cat([to_views(reader.get_frames(list(c)), ck.input_size, ck.mean, ck.std, crops, ck.channel_order)

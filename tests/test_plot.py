@@ -76,7 +76,7 @@ def test_png_size_and_segment_bars_exactly_where_the_segments_are(tmp_path):
 
 def test_curves_are_drawn_in_their_class_colours_inside_the_curve_panel(tmp_path):
     result = make_result()
-    img = plot.render_timeline(result, width=900, top_classes=2)
+    img = plot.draw_timeline(result, width=900, top_classes=2)
     curves, bars = plot.timeline_classes(result, 2)
     assert curves == ["run", "jump"]  # highest window scores first; 'wave' not drawn
     layout = plot.timeline_layout(900, bars)

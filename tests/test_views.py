@@ -19,7 +19,7 @@ DATA = Path(__file__).parent / "data" / "protocol"
 
 def test_views_match_official_e2e_order() -> None:
     data = torch.load(DATA / "e2e_k400_n50.pt", map_location="cpu", weights_only=True)
-    got = views.test_views(50, 8, 4, 3, "kinetics")
+    got = views.official_views(50, 8, 4, 3, "kinetics")
     assert len(got) == 12
     assert [v.clip_index for v in got] == data["clip_of_view"].tolist()
     assert [v.spatial_index for v in got] == data["spatial_idx_of_view"].tolist()
@@ -27,8 +27,8 @@ def test_views_match_official_e2e_order() -> None:
 
 
 def test_views_single_crop_position_depends_on_sampler() -> None:
-    kin = views.test_views(300, 8, 3, 1, "kinetics")
-    sth = views.test_views(300, 8, 3, 1, "sth")
+    kin = views.official_views(300, 8, 3, 1, "kinetics")
+    sth = views.official_views(300, 8, 3, 1, "sth")
     assert [v.spatial_index for v in kin] == [1, 1, 1]
     assert [v.spatial_index for v in sth] == [0, 0, 0]
     assert [v.clip_index for v in kin] == [0, 1, 2]
@@ -36,7 +36,7 @@ def test_views_single_crop_position_depends_on_sampler() -> None:
 
 
 def test_views_ssv2_protocol() -> None:
-    got = views.test_views(40, 16, 1, 3, "sth")
+    got = views.official_views(40, 16, 1, 3, "sth")
     assert [(v.clip_index, v.spatial_index) for v in got] == [(0, 0), (0, 1), (0, 2)]
     assert all(len(v.frame_indices) == 16 for v in got)
 
@@ -50,19 +50,19 @@ def test_view_is_frozen_and_hashable() -> None:
 
 def test_views_reject_bad_arguments() -> None:
     with pytest.raises(ValueError):
-        views.test_views(0, 8, 1, 3)
+        views.official_views(0, 8, 1, 3)
     with pytest.raises(ValueError):
-        views.test_views(10, 8, 1, 5)
+        views.official_views(10, 8, 1, 5)
     with pytest.raises(ValueError):
-        views.test_views(10, 8, 0, 3)
+        views.official_views(10, 8, 0, 3)
 
 
 def test_views_are_bounded_before_any_is_built() -> None:
-    assert len(views.test_views(50, 8, 333, 3)) == 999
+    assert len(views.official_views(50, 8, 333, 3)) == 999
     with pytest.raises(UsageError, match=r"1,000,000 clips x 3 crops make 3,000,000 views"):
-        views.test_views(50, 8, 1_000_000, 3)
+        views.official_views(50, 8, 1_000_000, 3)
     with pytest.raises(UsageError, match=r"1,001 clips x 1 crops make 1,001 views"):
-        views.test_views(50, 8, 1_001, 1)
+        views.official_views(50, 8, 1_001, 1)
     assert views.MAX_VIEWS == 1_000
 
 

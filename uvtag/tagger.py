@@ -30,7 +30,7 @@ from uvtag.errors import CheckpointError, UsageError, UvtagError
 from uvtag.infer.clips import assemble_clips, needed_frames, prefetch
 from uvtag.infer.predict import Predictor, default_batch_size, pick_device, pick_dtype
 from uvtag.infer.segments import to_segments
-from uvtag.infer.views import aggregate, check_view_count, test_views, top_k
+from uvtag.infer.views import aggregate, check_view_count, official_views, top_k
 from uvtag.infer.windows import clip_spans, window_spans
 from uvtag.model.uniformerv2 import UniFormerV2, build_model
 from uvtag.model.weights import load_into, load_model, read_checkpoint
@@ -115,7 +115,7 @@ class Tagger:
         frames are in. Raises VideoError for frames too large for `MAX_FULL_RES_BYTES`.
         """
         ck, info = self.checkpoint, reader.info
-        views = test_views(info.num_frames, ck.num_frames, num_clips or ck.num_clips,
+        views = official_views(info.num_frames, ck.num_frames, num_clips or ck.num_clips,
                            num_crops or ck.num_crops, ck.sampler)
         crops = sorted({v.spatial_index for v in views})
         clips = list(dict.fromkeys(v.frame_indices for v in views))  # one decode per temporal clip

@@ -154,7 +154,7 @@ def _document_record(block: Block) -> dict[str, Any]:
     return block.record if block.record is not None else {}
 
 
-def render(blocks: Sequence[Block], fmt: str) -> str:
+def merged_text(blocks: Sequence[Block], fmt: str) -> str:
     """The text of a batch file in `fmt` holding `blocks` (the `uvtag.outputs.formats` layouts).
 
     Raises:
@@ -207,5 +207,5 @@ def merge_outputs(sources: Sequence[str | os.PathLike[str]], out: str | os.PathL
     if len(models) > 1:
         raise UsageError(f"the files hold videos tagged by different models ({', '.join(models)}); merge each model apart")
     blocks = pick_blocks(files, expected, summary)
-    atomic_write(target, render(blocks, chosen).encode(*ENCODING))
+    atomic_write(target, merged_text(blocks, chosen).encode(*ENCODING))
     return summary

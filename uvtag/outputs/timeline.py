@@ -146,7 +146,7 @@ def _text(img: np.ndarray, text: str, x: float, y: float, colour=INK, scale: flo
     cv2.putText(img, text, (int(x), int(y)), _FONT, scale, colour, 1, cv2.LINE_AA)
 
 
-def render_timeline(result: LocalizationResult, width: int = 1200, top_classes: int = 5) -> np.ndarray:
+def draw_timeline(result: LocalizationResult, width: int = 1200, top_classes: int = 5) -> np.ndarray:
     """The timeline as an RGB image, uint8 [layout.height, width, 3]."""
     curves, bars = timeline_classes(result, top_classes)
     colours = class_colours(result, top_classes)
@@ -194,7 +194,7 @@ def _rgb(colour: tuple[int, int, int]) -> str:
 
 
 def timeline_svg(result: LocalizationResult, width: int = 1200, top_classes: int = 5) -> str:
-    """The same timeline as `render_timeline`, as a standalone SVG document (same pixel geometry)."""
+    """The same timeline as `draw_timeline`, as a standalone SVG document (same pixel geometry)."""
     curves, bars = timeline_classes(result, top_classes)
     colours = class_colours(result, top_classes)
     layout = timeline_layout(width, bars)
@@ -259,7 +259,7 @@ def save_timeline(result: LocalizationResult, path: str | os.PathLike[str], *, w
     if fmt == "svg":
         out.write_text(timeline_svg(result, width, top_classes), encoding="utf-8")
         return
-    ok, data = cv2.imencode(".png", cv2.cvtColor(render_timeline(result, width, top_classes), cv2.COLOR_RGB2BGR))
+    ok, data = cv2.imencode(".png", cv2.cvtColor(draw_timeline(result, width, top_classes), cv2.COLOR_RGB2BGR))
     if not ok:
         raise UsageError(f"{out}: could not encode the PNG")
     out.write_bytes(data.tobytes())
