@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from uvtag.eval import metrics as ev
+from uvtag.eval import readers as rd
 from uvtag.cli import app
 from uvtag.errors import UsageError
-from uvtag.eval.metrics import Detection, GroundTruthSegment, PredictedLabels
+from uvtag.eval.readers import Detection, GroundTruthSegment, PredictedLabels
 from uvtag.results import Failure, LabelScore, VideoInfo, VideoPrediction
 from uvtag.batch.output import BatchWriter
 from uvtag.outputs.formats import write_classification
@@ -168,7 +169,7 @@ def test_read_predictions_from_classify_outputs(tmp_path, suffix):
     preds = [_prediction("x/a.mp4", "run", "jump"), _prediction("x/b é.mp4", "wave", "run")]
     out = tmp_path / f"c{suffix}"
     write_classification(preds, out, suffix[1:])
-    videos, failures = ev.read_predictions(out)
+    videos, failures = rd.read_predictions(out)
     assert [(v.path, [t.label for t in v.top]) for v in videos] == [
         ("x/a.mp4", ["run", "jump"]), ("x/b é.mp4", ["wave", "run"])]
     assert failures == []
@@ -181,23 +182,23 @@ def test_read_predictions_from_batch_outputs_with_failures(tmp_path, fmt):
         w.write_failure(Failure("x/a.mp4", "x/a.mp4: decoder crashed", "VideoError"))
         w.write_video(_prediction("x/a.mp4", "run", "jump", "wave"))  # a resumed run fixed it
         w.write_failure(Failure("x/bad.mp4", "x/bad.mp4: file is empty", "VideoError"))
-    videos, failures = ev.read_predictions(out)
+    videos, failures = rd.read_predictions(out)
     assert [(v.path, [t.label for t in v.top]) for v in videos] == [("x/a.mp4", ["run", "jump", "wave"])]
     assert [(f.path, f.kind) for f in failures] == [("x/bad.mp4", "VideoError")]
 
 
 def test_ground_truth_from_csv_and_from_class_folders(tmp_path):
     (tmp_path / "gt.csv").write_text("path,label\nclips/a.mp4,run\n/abs/b.mp4,jump\n")
-    assert ev.read_class_gt(tmp_path / "gt.csv") == {str(tmp_path / "clips/a.mp4"): "run", "/abs/b.mp4": "jump"}
+    assert rd.read_class_gt(tmp_path / "gt.csv") == {str(tmp_path / "clips/a.mp4"): "run", "/abs/b.mp4": "jump"}
     for label, name in (("run", "1.mp4"), ("run", "2.mkv"), ("jump", "3.mp4")):
         (tmp_path / "tree" / label).mkdir(parents=True, exist_ok=True)
         (tmp_path / "tree" / label / name).write_bytes(b"x")
-    truth = ev.read_class_gt(tmp_path / "tree")
+    truth = rd.read_class_gt(tmp_path / "tree")
     assert sorted((Path(p).name, label) for p, label in truth.items()) == [
         ("1.mp4", "run"), ("2.mkv", "run"), ("3.mp4", "jump")]
     (tmp_path / "bad.csv").write_text("video,class\na.mp4,run\n")
     with pytest.raises(UsageError, match="path,label"):
-        ev.read_class_gt(tmp_path / "bad.csv")
+        rd.read_class_gt(tmp_path / "bad.csv")
 
 
 # ---------------------------------------------------------------- the command
@@ -258,8 +259,8 @@ def test_localize_outputs_scored_against_their_own_segments(tiny_checkpoint, tmp
         assert result.exit_code == 0, result.stderr
     segments = json.loads((tmp_path / "r.json").read_text())["segments"]
     assert segments
-    dets = ev.read_detections(tmp_path / "r.json")
-    assert dets == ev.read_detections(tmp_path / "r_anet.json")
+    dets = rd.read_detections(tmp_path / "r.json")
+    assert dets == rd.read_detections(tmp_path / "r_anet.json")
     assert {d.video_id for d in dets} == {"clip"}
     database = {"clip": {"annotations": [{"label": s["label"], "segment": [s["start_sec"], s["end_sec"]]}
                                          for s in segments]}}
@@ -281,7 +282,7 @@ def test_batch_output_scored_against_class_folders(tiny_checkpoint, tmp_path, mo
     result = runner.invoke(app, ["batch", "val", "--out", "tags.jsonl", "-m", tiny_checkpoint, "--no-isolate", "-q"],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
-    videos, _ = ev.read_predictions(tmp_path / "tags.jsonl")
+    videos, _ = rd.read_predictions(tmp_path / "tags.jsonl")
     first = {Path(v.path).name: v.top[0].label for v in videos}
     truth = {"a.mp4": "walking", "b.mp4": "walking", "c.mp4": "running"}
     result = runner.invoke(app, ["eval", "tags.jsonl", "--gt", "val", "-f", "json"], catch_exceptions=False)

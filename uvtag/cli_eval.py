@@ -49,7 +49,7 @@ def plot(
 
 
 @app.command(name="eval")
-def evaluate(
+def eval_command(
     predictions: Annotated[list[Path], typer.Argument(help="uvtag outputs: classify/batch (json, jsonl, csv) or localize/ActivityNet JSON.", show_default=False)],
     gt: Annotated[Path, typer.Option("--gt", help="Ground truth: CSV 'path,label', a folder per class, or ActivityNet-style JSON.")],
     tiou: Annotated[str, typer.Option("--tiou", help="Localization thresholds: activitynet (0.50:0.05:0.95), thumos (0.3:0.1:0.7) or e.g. 0.3,0.5.")] = "activitynet",
@@ -71,6 +71,7 @@ def evaluate(
       uvtag eval results.json --gt thumos_gt.json --tiou thumos --out metrics.json
     """
     from uvtag.eval import metrics as ev
+    from uvtag.eval import readers as rd
 
     def body() -> int:
         _check_out(out)
@@ -81,14 +82,14 @@ def evaluate(
         if not gt.exists():
             raise UsageError(f"{gt}: no such ground truth file or folder")
         if gt.is_file() and gt.suffix.lower() == ".json":
-            videos, truth = ev.read_activitynet_gt(gt, subset)
-            detections = [d for p in predictions for d in ev.read_detections(p)]
+            videos, truth = rd.read_activitynet_gt(gt, subset)
+            detections = [d for p in predictions for d in rd.read_detections(p)]
             report = ev.detection_report(truth, detections, ev.parse_tious(tiou), videos)
             if not quiet:
                 err.print(_detection_table(report))
         else:
-            truth_labels = ev.read_class_gt(gt)
-            preds = [v for p in predictions for v in ev.read_predictions(p)[0]]
+            truth_labels = rd.read_class_gt(gt)
+            preds = [v for p in predictions for v in rd.read_predictions(p)[0]]
             report = ev.classification_report(truth_labels, preds)
             if not quiet:
                 err.print(_classification_table(report))

@@ -119,7 +119,7 @@ def batch_report_rows(results_path: str | os.PathLike[str], report_path: str | o
 
     A video that can no longer be decoded keeps its labels, with no thumbnails.
     """
-    from uvtag.eval.metrics import read_predictions
+    from uvtag.eval.readers import read_predictions
 
     videos, failures = read_predictions(results_path)
     folder = Path(report_path).parent

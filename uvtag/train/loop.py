@@ -276,7 +276,7 @@ def _train_epoch(model, loader, opt, scaler, s: TrainSettings, device, epoch: in
 
 
 @torch.inference_mode()
-def evaluate(model: UniFormerV2, loader, device: torch.device) -> tuple[float, float]:
+def validate(model: UniFormerV2, loader, device: torch.device) -> tuple[float, float]:
     """(mean cross-entropy, top-1 accuracy) over a loader of (clips, labels)."""
     model.eval()
     loss_sum = correct = seen = 0.0
@@ -344,7 +344,7 @@ def train(settings: TrainSettings, *, resume: bool = False, progress: bool = Tru
         started = time.perf_counter()
         tr_loss, tr_acc, step = _train_epoch(model, _loader(train_ds, s, epoch, True, weights), opt, scaler, s, device,
                                              epoch, step, total, warmup, progress)
-        va_loss, va_acc = evaluate(model, _loader(val_ds, s, epoch, False), device) if val_ds else (float("nan"),) * 2
+        va_loss, va_acc = validate(model, _loader(val_ds, s, epoch, False), device) if val_ds else (float("nan"),) * 2
         stats = EpochStats(epoch + 1, tr_loss, tr_acc, va_loss, va_acc, time.perf_counter() - started,
                            lr_at(max(step - 1, 0), total, warmup, s.lr, s.min_lr))
         history.append(stats)
