@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 import uvtag
 from uvtag import synth
 from uvtag.cli import app
-from uvtag.cli_train import MOTION_SEGMENTS, MOTION_STRIDE_SEC, MOTION_WINDOW_SEC
+from uvtag.cli.demo import MOTION_SEGMENTS, MOTION_STRIDE_SEC, MOTION_WINDOW_SEC
 from uvtag.infer.segments import temporal_iou
 from uvtag.infer.views import aggregate
 from uvtag.model.zoo import MOTION_TINY_TOP1

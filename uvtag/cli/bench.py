@@ -1,4 +1,4 @@
-"""`uvtag bench`: the benchmark suite as a command (registered on `uvtag.cli.app`).
+"""`uvtag bench`: the benchmark suite as a command.
 
 Prints the tables (markdown, pasteable into the README) on stderr; `--json FILE` (or `--json -`
 for stdout) writes the full result for comparison across commits.
@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from uvtag.cli import _run, _write_stdout, app, err
+from uvtag.cli.common import err, run, write_stdout
 from uvtag.errors import UsageError
 
 
@@ -26,7 +26,6 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
-@app.command()
 def bench(
     arch: Annotated[Optional[list[str]], typer.Option("--arch", "-a", help="Zoo name, 'motion-tiny' or 'tiny' (repeatable). Default: B/16 8x224 and motion-tiny.")] = None,
     precision: Annotated[Optional[list[str]], typer.Option(help="fp32, bf16, fp16 (repeatable). Default: fp32+bf16 on CPU, all three on CUDA.")] = None,
@@ -74,8 +73,8 @@ def bench(
         if markdown is not None:
             markdown.write_text(table)
         if json_out == "-":
-            _write_stdout(lambda f: f.write(json.dumps(result, indent=2) + "\n"))
+            write_stdout(lambda f: f.write(json.dumps(result, indent=2) + "\n"))
         elif json_out is not None:
             Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
 
-    _run(body)
+    run(body)

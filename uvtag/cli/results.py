@@ -1,7 +1,8 @@
-"""`uvtag plot` and `uvtag eval`: look at saved results and score them against ground truth.
+"""`uvtag plot`, `uvtag eval`, `uvtag merge`: look at saved results, score them against ground
+truth, combine batch outputs.
 
-Registered on the main app by the import at the end of `uvtag.cli`. Same output contract: the
-metrics document goes to --out or (with --format json) stdout; tables for people go to stderr.
+Same output contract as every command: the document goes to --out or (with --format json)
+stdout; tables for people go to stderr.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from uvtag.cli import OverwriteOpt, QuietOpt, _check_out, _run, _write_stdout, app, err
+from uvtag.cli.common import EXIT_FAILED_VIDEOS, OverwriteOpt, QuietOpt, check_out, err, run, write_stdout
 from uvtag.errors import UsageError
+
+_SHOW_MISSING = 20  # missing videos listed by name; the rest are counted
 
 WidthOpt = Annotated[int, typer.Option("--width", min=300, help="Timeline width in pixels.")]
 TopClassesOpt = Annotated[int, typer.Option("--top-classes", min=1, help="Classes drawn as score curves.")]
 
 
-@app.command()
 def plot(
     results: Annotated[Path, typer.Argument(help="A localize result saved as JSON (uvtag localize --out x.json).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Image file: .png or .svg.")],
@@ -38,17 +40,16 @@ def plot(
     from uvtag.outputs.timeline import load_localization, plot_format, save_timeline
 
     def body() -> int:
-        _check_out(out)
+        check_out(out)
         plot_format(out)
         result = load_localization(results)
         save_timeline(result, out, width=width, top_classes=top_classes, overwrite=overwrite)
         err.print(f"timeline of {len(result.segments)} segments, {len(result.windows)} windows -> {out}")
         return 0
 
-    _run(body)
+    run(body)
 
 
-@app.command(name="eval")
 def eval_command(
     predictions: Annotated[list[Path], typer.Argument(help="uvtag outputs: classify/batch (json, jsonl, csv) or localize/ActivityNet JSON.", show_default=False)],
     gt: Annotated[Path, typer.Option("--gt", help="Ground truth: CSV 'path,label', a folder per class, or ActivityNet-style JSON.")],
@@ -74,7 +75,7 @@ def eval_command(
     from uvtag.eval import readers as rd
 
     def body() -> int:
-        _check_out(out)
+        check_out(out)
         if fmt not in (None, "table", "json"):
             raise UsageError(f"--format {fmt!r}: use table or json")
         if out is not None and out.exists() and not overwrite:
@@ -97,10 +98,10 @@ def eval_command(
         if out is not None:
             out.write_text(text, encoding="utf-8")
         elif fmt == "json":
-            _write_stdout(lambda f: f.write(text))
+            write_stdout(lambda f: f.write(text))
         return 0
 
-    _run(body)
+    run(body)
 
 
 def _classification_table(report) -> Table:
@@ -126,3 +127,45 @@ def _detection_table(report) -> Table:
         table.add_row(cls, *(f"{100 * a:.1f}" for a in aps))
     table.add_row("[bold]mAP[/bold]", *(f"[bold]{100 * m:.2f}[/bold]" for m in report.mAP))
     return table
+
+
+def merge(
+    files: Annotated[list[Path], typer.Argument(help="Batch outputs to combine (.csv, .jsonl or .json).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Merged file; the format follows the extension.")],
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="csv, jsonl or json (default: from --out).")] = None,
+    inputs: Annotated[Optional[list[Path]], typer.Option("--inputs", "-i", help="The video files and folders the shards were given (repeat the option): output in that order, missing videos reported.")] = None,
+    ext: Annotated[Optional[str], typer.Option(help="Extensions picked up in --inputs folders, as for batch.")] = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Combine the outputs of sharded, parallel or resumed batch runs into one file.
+
+    Each video is kept once (a complete video beats a failure); with [bold]--inputs[/bold] the
+    videos come in the order a single run writes them, and every video missing from all files is
+    listed (exit code 3 if any is missing or failed).
+
+    [bold]Examples[/bold]
+
+      uvtag merge part-*.jsonl --out labels.jsonl --inputs ./videos
+      uvtag merge a.csv b.csv --out all.csv
+    """
+    from uvtag.batch.merge import merge_outputs
+    from uvtag.video.files import find_videos, parse_extensions
+
+    def body() -> int:
+        check_out(out)
+        expected = [str(p) for p in find_videos(inputs, parse_extensions(ext))] if inputs else None
+        summary = merge_outputs(files, out, fmt, expected=expected, overwrite=overwrite)
+        for name in summary.torn:
+            err.print(f"[yellow]note:[/yellow] {name} ends in a half-written video (killed run); it was left out", soft_wrap=True)
+        for path in summary.missing[:_SHOW_MISSING]:
+            err.print(f"[red]missing:[/red] {path}", soft_wrap=True)
+        if len(summary.missing) > _SHOW_MISSING:
+            err.print(f"[red]missing:[/red] ... and {len(summary.missing) - _SHOW_MISSING} more")
+        if not quiet:
+            extra = f", {len(summary.unexpected)} not under --inputs" if inputs and summary.unexpected else ""
+            err.print(f"{summary.videos} videos, {summary.failures} failed, {len(summary.missing)} missing, "
+                      f"{summary.duplicates} duplicates dropped{extra} from {summary.files} files -> {out}", soft_wrap=True)
+        return EXIT_FAILED_VIDEOS if summary.missing or summary.failures else 0
+
+    run(body)
