@@ -77,10 +77,10 @@ class MotionRanges:
     size: tuple[float, float] = (0.25, 0.42)  # object size as a fraction of the short side (16-27 px at 64 px)
 
 
-STRICT = MotionRanges()  # the dataset as specified (tests, demo)
+STRICT = MotionRanges()  # the ranges the module docstring states (tests, demo)
 # object size range in untrimmed videos, as a fraction of the short side: what trimmed clips span
-# (growing starts at 0.25 / 1.6 = 0.156; shrinking's large end is capped at 0.6). Until session 4
-# the lower bound was 0.08: objects that earlier actions had shrunk to 5 px at the 64 px input.
+# (growing starts at 0.25 / 1.6 = 0.156; shrinking's large end is capped at 0.6). A lower bound of
+# 0.08 would let earlier actions shrink an object to 5 px at the 64 px input.
 UNTRIMMED_SIZE = (0.15, 0.6)
 # training also sees the smaller amounts a 2 s localize window covers (half of a 4 s action)
 TRAINING = MotionRanges(travel=(0.17, 0.7), turn_deg=(45.0, 280.0), zoom=(1.33, 2.8), duration_sec=(1.0, 5.0),
