@@ -14,19 +14,21 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from videogen import write_video
 
+import uvtag
+from uvtag.batch.output import BatchWriter
+from uvtag.batch.processes import plan_devices, run_parallel
 from uvtag.batch.run import run_batch
 from uvtag.errors import UsageError, UvtagError
-from uvtag.batch.processes import ModelSpec, plan_devices, run_parallel
-from uvtag.batch.output import BatchWriter
-from videogen import write_video
+from uvtag.tagger import ModelOptions
 
 
 @dataclasses.dataclass(frozen=True)
 class Poisoned:
     """Loads the real model; tagging `once` kills the worker the first time, `always` every time."""
 
-    spec: ModelSpec
+    spec: ModelOptions
     once: str
     always: str
     marker: str  # exists after the first kill on `once`
@@ -97,7 +99,7 @@ def test_dead_workers_are_replaced_videos_retried_once_then_failed(tiny_checkpoi
     out = tmp_path / "out.jsonl"
     with BatchWriter.open(out, "jsonl") as writer:  # a run killed after one video: resume skips it
         run_batch(__import__("uvtag").load(tiny_checkpoint, batch_size=1, device="cpu"), paths[2:3], writer, clip_sec=1.0)
-    factory = Poisoned(ModelSpec(tiny_checkpoint, batch_size=1), once, always, str(tmp_path / "killed"))
+    factory = Poisoned(ModelOptions(tiny_checkpoint, batch_size=1), once, always, str(tmp_path / "killed"))
     seen = []
     with BatchWriter.open(out, "jsonl", resume=True) as writer:
         summary = run_parallel(factory, ["cpu", "cpu"], paths, writer, clip_sec=1.0,
@@ -118,13 +120,13 @@ def test_dead_workers_are_replaced_videos_retried_once_then_failed(tiny_checkpoi
 def test_a_worker_that_cannot_load_the_model_stops_the_run(folder, tmp_path):
     with BatchWriter.open(tmp_path / "out.csv", "csv") as writer:
         with pytest.raises(UvtagError, match=r"^worker on cpu: .*nope\.pt: no such model file"):
-            run_parallel(ModelSpec(str(tmp_path / "nope.pt")), ["cpu"], _videos(folder), writer)
+            run_parallel(ModelOptions(str(tmp_path / "nope.pt")), ["cpu"], _videos(folder), writer)
 
 
 def test_everything_already_done_starts_no_worker(tiny_checkpoint, folder, tmp_path):
     out = _single(tiny_checkpoint, _videos(folder)[1:3], tmp_path / "done.jsonl")
     with BatchWriter.open(out, "jsonl", resume=True) as writer:
-        summary = run_parallel(ModelSpec(str(tmp_path / "never-loaded.pt")), ["cpu"], _videos(folder)[1:3], writer)
+        summary = run_parallel(ModelOptions(str(tmp_path / "never-loaded.pt")), ["cpu"], _videos(folder)[1:3], writer)
     assert summary.skipped == 2 and summary.done == 0
 
 
@@ -157,3 +159,13 @@ def test_cli_refuses_before_loading_anything(folder, tmp_path, extra, message):
     result = CliRunner().invoke(app, ["batch", str(folder), "-o", str(tmp_path / "x.csv"), "-m", "nope.pt", *extra])
     assert result.exit_code == 2 and message in result.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_model_options_pickle_and_load_on_the_worker_device(tiny_checkpoint):
+    """One value carries every model option from the CLI to `load` and into worker processes."""
+    import pickle
+
+    options = ModelOptions(tiny_checkpoint, batch_size=1, precision="fp32", device="cuda:7")
+    tagger = pickle.loads(pickle.dumps(options))("cpu")  # each worker swaps in its own device
+    assert tagger.predictor.device.type == "cpu" and tagger.predictor.batch_size == 1
+    assert uvtag.load(tiny_checkpoint, device="cpu", batch_size=1).labels == tagger.labels

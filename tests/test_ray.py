@@ -12,15 +12,15 @@ import os
 import signal
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from typer.testing import CliRunner
-
-from uvtag.batch.processes import ModelSpec
-from uvtag.batch.ray import pool_plan
 from videogen import write_video
+
+from uvtag.batch.ray import pool_plan
+from uvtag.tagger import ModelOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_pool_plan(resources, device, cpus, cap, videos, expected):
 class Poisoned:
     """Loads the real model; tagging `once` kills the actor the first time, `always` every time."""
 
-    spec: ModelSpec
+    spec: ModelOptions
     once: str
     always: str
     marker: str
@@ -127,17 +127,17 @@ def test_ray_gives_the_single_process_labels_and_scores(ray_local, tiny_checkpoi
 
 def test_a_killed_actor_is_retried_and_nothing_is_written_twice(ray_local, tiny_checkpoint, folder, tmp_path):
     import uvtag
-    from uvtag.batch.run import run_batch
-    from uvtag.batch.ray import run_ray
-    from uvtag.video.files import find_videos
     from uvtag.batch.output import BatchWriter
+    from uvtag.batch.ray import run_ray
+    from uvtag.batch.run import run_batch
+    from uvtag.video.files import find_videos
 
     paths = [str(p) for p in find_videos([folder])]
     once, always = paths[1], paths[2]
     out = tmp_path / "out.jsonl"
     with BatchWriter.open(out, "jsonl") as writer:  # an earlier run, stopped after one video
         run_batch(uvtag.load(tiny_checkpoint), paths[3:4], writer, clip_sec=1.0)
-    factory = Poisoned(ModelSpec(tiny_checkpoint), once, always, str(tmp_path / "killed"))
+    factory = Poisoned(ModelOptions(tiny_checkpoint), once, always, str(tmp_path / "killed"))
     with BatchWriter.open(out, "jsonl", resume=True) as writer:
         summary = run_ray(factory, paths, writer, clip_sec=1.0, max_actors=1)
     assert (tmp_path / "killed").exists()

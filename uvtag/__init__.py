@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {  # heavy imports (torch) happen on first use, so `uvtag --help` stays fast
     "load": ("uvtag.tagger", "load"),
     "Tagger": ("uvtag.tagger", "Tagger"),
+    "ModelOptions": ("uvtag.tagger", "ModelOptions"),
     "SegmentOptions": ("uvtag.tagger", "SegmentOptions"),
     "available_models": ("uvtag.model.zoo", "available_models"),
     "get_checkpoint": ("uvtag.model.zoo", "get_checkpoint"),

@@ -32,9 +32,10 @@ from uvtag.infer.predict import Predictor, default_batch_size, pick_device, pick
 from uvtag.infer.segments import to_segments
 from uvtag.infer.views import aggregate, check_view_count, official_views, top_k
 from uvtag.infer.windows import clip_spans, window_spans
+from uvtag.model.download import resolve
+from uvtag.model.shapes import describe_config
 from uvtag.model.uniformerv2 import UniFormerV2, build_model
 from uvtag.model.weights import load_into, load_model, read_checkpoint
-from uvtag.model.shapes import describe_config
 from uvtag.model.zoo import CHECKPOINTS, Checkpoint, get_checkpoint
 from uvtag.results import ClipPrediction, Failure, LocalizationResult, VideoInfo, VideoPrediction
 from uvtag.video.isolated import IsolatedReader
@@ -261,13 +262,14 @@ def _looks_like_path(model: str | Path) -> bool:
     return isinstance(model, Path) or text not in CHECKPOINTS and (Path(text).expanduser().exists() or "/" in text or "." in text)
 
 
-def load(model: str | Path = DEFAULT_MODEL, *, arch: str | None = None, device: str = "auto",
-         precision: str = "auto", batch_size: int | None = None, cache_dir: str | Path | None = None,
-         offline: bool | None = None, progress: bool = True, backend: str | None = None,
-         isolate: bool = False) -> Tagger:
-    """Load a model by zoo name or file path and return a `Tagger`.
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """Which model to load and how to run it: every option `load` takes, as one picklable value.
 
-    Args:
+    The CLI builds one from its options and hands it to `load`, to the worker processes and to
+    the Ray actors alike (each worker calls it with its own device).
+
+    Attributes:
         model: a zoo name (see `uvtag models`) or a checkpoint file: a uvtag checkpoint (carries
             its config, labels and protocol) or an official/MMAction2 file, whose zoo entry is
             taken from `arch` or from the file's official name.
@@ -275,12 +277,58 @@ def load(model: str | Path = DEFAULT_MODEL, *, arch: str | None = None, device: 
         device: "auto", "cpu", "cuda", "cuda:N".
         precision: "auto" (fp32 on CPU, bf16/fp16 on CUDA), "fp32", "bf16", "fp16".
         batch_size: clips per forward pass (default: 8 on CUDA; 2 on the CPU, 16 for small models).
-        cache_dir, offline, progress: where and whether to download (see `uvtag.model.download`).
         backend: force a video backend.
+        cache_dir, offline: where and whether to download (see `uvtag.model.download`).
         isolate: decode in reused child processes (a crashing decoder costs one video).
     """
-    common = dict(device=device, precision=precision, batch_size=batch_size, backend=backend, isolate=isolate)
-    if isinstance(model, str) and not model.strip():
+
+    model: str | Path = DEFAULT_MODEL
+    arch: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int | None = None
+    backend: str | None = None
+    cache_dir: str | None = None
+    offline: bool | None = None
+    isolate: bool = False
+
+    def load(self, progress: bool = True) -> Tagger:
+        """The `Tagger` these options describe (downloads with a progress bar when `progress`)."""
+        return _load(self, progress)
+
+    def fetch(self, progress: bool = True) -> None:
+        """Download a zoo model's weights now, once, so that worker processes only read the cache.
+
+        A file path or an unknown name is left to the workers (they report it per video).
+        """
+        if Path(self.model).expanduser().exists():
+            return
+        try:
+            checkpoint = get_checkpoint(str(self.model))
+        except UvtagError:
+            return
+        resolve(checkpoint, self.cache_dir, offline=self.offline, progress=progress)
+
+    def __call__(self, device: str) -> Tagger:
+        """Load a `Tagger` on `device`, quietly (what each worker process or actor runs)."""
+        return dataclasses.replace(self, device=device).load(progress=False)
+
+
+def load(model: str | Path = DEFAULT_MODEL, *, progress: bool = True, **options) -> Tagger:
+    """Load a model by zoo name or file path and return a `Tagger`.
+
+    `options` are the other fields of `ModelOptions` (arch, device, precision, batch_size,
+    backend, cache_dir, offline, isolate); `progress` shows a bar while weights download.
+    """
+    if "cache_dir" in options and options["cache_dir"] is not None:
+        options["cache_dir"] = str(options["cache_dir"])
+    return ModelOptions(model, **options).load(progress)
+
+
+def _load(o: ModelOptions, progress: bool) -> Tagger:
+    model, arch, cache_dir, offline = o.model, o.arch, o.cache_dir, o.offline
+    common = dict(device=o.device, precision=o.precision, batch_size=o.batch_size, backend=o.backend, isolate=o.isolate)
+    if not str(model).strip():
         raise UsageError("the model name is empty; pass a zoo name (list them with `uvtag models`) or a checkpoint file")
     if not _looks_like_path(model):
         checkpoint = get_checkpoint(str(model))

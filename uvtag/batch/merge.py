@@ -24,11 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from uvtag.errors import UsageError
-from uvtag.results import SCHEMA_VERSION
-from uvtag.outputs.files import ENCODING, atomic_write
 from uvtag.batch.output import BATCH_CSV_HEADER, BATCH_FORMATS, csv_rows
+from uvtag.errors import UsageError
+from uvtag.outputs.files import ENCODING, atomic_write
 from uvtag.outputs.formats import format_from_path
+from uvtag.results import SCHEMA_VERSION
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,10 +39,10 @@ try:
 except ImportError:  # no flock on this platform: writers run unlocked
     fcntl = None  # type: ignore[assignment]
 
-from uvtag.outputs.files import ENCODING, atomic_write, output_error, refuse_existing, write_all
 from uvtag.errors import OutputError, UsageError
-from uvtag.results import SCHEMA_VERSION, Failure, VideoPrediction
+from uvtag.outputs.files import ENCODING, atomic_write, output_error, refuse_existing, write_all
 from uvtag.outputs.formats import csv_text, failure_record, format_score, format_sec, json_line, one_line, video_record
+from uvtag.results import SCHEMA_VERSION, Failure, VideoPrediction
 
 __all__ = ["BATCH_CSV_COLUMNS", "BATCH_CSV_HEADER", "BATCH_FORMATS", "BatchWriter", "csv_rows", "lock_path"]
 

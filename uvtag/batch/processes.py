@@ -28,52 +28,12 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from uvtag.batch.output import BatchWriter
 from uvtag.batch.run import BatchSummary, _failure, skip_completed
 from uvtag.errors import UsageError, UvtagError
 from uvtag.results import Failure, VideoPrediction
-from uvtag.batch.output import BatchWriter
 
 TaggerFactory = Callable[[str], Any]  # device -> Tagger; must pickle (module-level, or a dataclass)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """How each worker loads its model copy: the arguments of `uvtag.load` except the device."""
-
-    model: str
-    arch: str | None = None
-    precision: str = "auto"
-    batch_size: int | None = None
-    backend: str | None = None
-    cache_dir: str | None = None
-    offline: bool | None = None
-    isolate: bool = False
-
-    def fetch(self, progress: bool = True) -> None:
-        """Download a zoo model's weights now, once, so that workers only read the cache.
-
-        Several workers downloading into one cache at the same moment would share a `.part`
-        file; call this in the parent first. A file path or an unknown name is left to the workers.
-        """
-        from uvtag.errors import UnknownModelError
-        from uvtag.model.download import resolve
-        from uvtag.model.zoo import get_checkpoint
-
-        if Path(self.model).expanduser().exists():
-            return
-        try:
-            checkpoint = get_checkpoint(self.model)
-        except UnknownModelError:
-            return
-        resolve(checkpoint, self.cache_dir, offline=self.offline, progress=progress)
-
-    def __call__(self, device: str):
-        """Load a `Tagger` on `device` (called inside the worker)."""
-        from uvtag.tagger import load
-
-        return load(self.model, arch=self.arch, device=device, precision=self.precision,
-                    batch_size=self.batch_size, cache_dir=self.cache_dir, offline=self.offline,
-                    progress=False, backend=self.backend, isolate=self.isolate)
 
 
 def plan_devices(devices: str | None, workers: int | None, device: str = "auto") -> list[str] | None:
@@ -191,7 +151,7 @@ def run_parallel(factory: TaggerFactory, devices: Sequence[str], paths: Sequence
     """Tag `paths` into `writer` with one worker process per entry of `devices`.
 
     Args:
-        factory: device -> Tagger, called once in each worker (e.g. a `ModelSpec`); must pickle.
+        factory: device -> Tagger, called once in each worker (e.g. `uvtag.tagger.ModelOptions`); must pickle.
         devices: one entry per worker, e.g. ["cuda:0", "cuda:1"] or ["cpu"] * 4.
         paths, writer, clip_sec, stride_sec, top, on_video: as for `uvtag.batch.run.run_batch`.
         retries: times a video goes back to the queue after its worker died while tagging it.

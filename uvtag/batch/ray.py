@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from uvtag.batch.output import BatchWriter
 from uvtag.batch.run import BatchSummary, _failure, skip_completed
 from uvtag.errors import UsageError, UvtagError
 from uvtag.results import Failure, VideoPrediction
-from uvtag.batch.output import BatchWriter
 
 MAX_BLOCKS = 10_000  # rows per block grow past this many videos (fewer, larger Ray tasks)
 
@@ -136,7 +136,7 @@ def run_ray(factory: Callable[[str], Any], paths: Sequence[str | Path], writer: 
     """Tag `paths` into `writer` with a Ray Data actor pool (see the module docstring).
 
     Args:
-        factory: device -> Tagger, run once per actor (e.g. `uvtag.batch.processes.ModelSpec`); must pickle.
+        factory: device -> Tagger, run once per actor (e.g. `uvtag.tagger.ModelOptions`); must pickle.
         paths, writer, clip_sec, stride_sec, top, on_video: as for `uvtag.batch.run.run_batch`.
         address: the cluster: None or "local" = `ray.init()` (RAY_ADDRESS, a cluster started on this
             machine, or a new local one), "auto", "ray://HOST:10001" or "HOST:6379". An already

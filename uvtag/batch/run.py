@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from uvtag.batch.output import BatchWriter
 from uvtag.errors import UvtagError
 from uvtag.infer.clips import prefetch
 from uvtag.infer.views import top_k
 from uvtag.infer.windows import clip_spans
 from uvtag.results import ClipPrediction, Failure, VideoInfo, VideoPrediction
 from uvtag.tagger import Tagger
-from uvtag.batch.output import BatchWriter
 from uvtag.video.files import UnreadableFolder
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.table import Table
 
 from uvtag.errors import UsageError, UvtagError
 from uvtag.results import Failure, VideoPrediction
+
+if TYPE_CHECKING:  # the tagger pulls in torch: imported where a command runs, so --help stays fast
+    from uvtag.tagger import ModelOptions
 
 EXIT_FAILED_VIDEOS = 3
 EXIT_INTERRUPTED = 130
@@ -60,13 +63,19 @@ def run(body: Callable[[], int | None]) -> None:
         raise typer.Exit(code)
 
 
-def load_tagger(model: str, arch, device, precision, batch_size, backend, cache_dir, offline, quiet, isolate=False):
-    from uvtag.tagger import load
+def model_options(model: str, arch: str | None, device: str, precision: str, batch_size: int | None,
+                  backend: str | None, cache_dir: Path | None, offline: bool, isolate: bool = False) -> ModelOptions:
+    """The model options of a tagging command as one value (Typer declares them per command)."""
+    from uvtag.tagger import ModelOptions
 
+    return ModelOptions(model, arch=arch, device=device, precision=precision, batch_size=batch_size, backend=backend,
+                        cache_dir=str(cache_dir) if cache_dir else None, offline=offline or None, isolate=isolate)
+
+
+def load_tagger(options: ModelOptions, quiet: bool):
+    """Load the model (a download shows a bar unless `quiet`) and say on stderr where it runs."""
     started = time.perf_counter()
-    tagger = load(model, arch=arch, device=device, precision=precision, batch_size=batch_size,
-                  cache_dir=cache_dir, offline=offline or None, progress=not quiet, backend=backend,
-                  isolate=isolate)
+    tagger = options.load(progress=not quiet)
     if not quiet:
         dev = tagger.predictor.device
         err.print(f"[dim]model {tagger.name} on {dev} ({str(tagger.predictor.dtype).removeprefix('torch.')}), "

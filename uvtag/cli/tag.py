@@ -30,6 +30,7 @@ from uvtag.cli.common import (
     err,
     load_tagger,
     machine_format,
+    model_options,
     nothing,
     progress_bar,
     report_failures,
@@ -80,7 +81,7 @@ def classify(
             if len(videos) != 1:
                 raise UsageError("--render takes exactly one video")
             check_render_path(render, overwrite)
-        tagger = load_tagger(model, arch, device, precision, batch_size, backend, cache_dir, offline, quiet)
+        tagger = load_tagger(model_options(model, arch, device, precision, batch_size, backend, cache_dir, offline), quiet)
         clips, crops = (1, 1) if fast else (num_clips, num_crops)
         predictions, failures = [], []
         with progress_bar(quiet or len(videos) < 2) as bar:
@@ -144,7 +145,7 @@ def batch(
       uvtag batch ./videos --out labels.jsonl --ray auto
     """
     from uvtag.batch.output import BATCH_FORMATS, BatchWriter
-    from uvtag.batch.processes import ModelSpec, plan_devices, run_parallel
+    from uvtag.batch.processes import plan_devices, run_parallel
     from uvtag.batch.run import run_batch
     from uvtag.batch.shard import parse_shard, select_shard
     from uvtag.outputs.formats import format_from_path
@@ -163,13 +164,12 @@ def batch(
         plan = plan_devices(devices, None if ray else workers, device)
         if ray is not None and devices is not None:
             raise UsageError("--ray places actors on the cluster's devices itself; drop --devices")
-        spec = ModelSpec(model, arch, precision, batch_size, backend, str(cache_dir) if cache_dir else None,
-                         offline or None, isolate)
+        options = model_options(model, arch, device, precision, batch_size, backend, cache_dir, offline, isolate)
         with BatchWriter.open(out, chosen, resume=resume, overwrite=overwrite) as writer:
             if ray is None and plan is None:
-                tagger = load_tagger(model, arch, device, precision, batch_size, backend, cache_dir, offline, quiet, isolate)
+                tagger = load_tagger(options, quiet)
             else:
-                spec.fetch(progress=not quiet)  # once, before the workers load it
+                options.fetch(progress=not quiet)  # once, before the workers load it
                 if not quiet:
                     err.print(f"[dim]{len(paths)} videos on {'Ray (' + ray + ')' if ray else ', '.join(plan)}[/dim]")
             started = time.perf_counter()
@@ -185,9 +185,9 @@ def batch(
                 if ray is not None:
                     from uvtag.batch.ray import run_ray
 
-                    summary = run_ray(spec, paths, writer, address=ray, device=device, max_actors=workers, **job)
+                    summary = run_ray(options, paths, writer, address=ray, device=device, max_actors=workers, **job)
                 elif plan is not None:
-                    summary = run_parallel(spec, plan, paths, writer, **job)
+                    summary = run_parallel(options, plan, paths, writer, **job)
                 else:
                     summary = run_batch(tagger, paths, writer, **job)
         if not quiet:
@@ -253,7 +253,7 @@ def localize(
             check_render_path(render, overwrite)
         options = SegmentOptions(threshold=threshold, smooth_windows=smooth, min_duration_sec=min_duration,
                                  merge_gap_sec=merge_gap, nms_iou=None if nms_iou >= 1 else nms_iou)
-        tagger = load_tagger(model, arch, device, precision, batch_size, backend, cache_dir, offline, quiet)
+        tagger = load_tagger(model_options(model, arch, device, precision, batch_size, backend, cache_dir, offline), quiet)
         with err.status("scanning windows", spinner="dots") if not quiet else nothing():
             result = tagger.localize(video, window_sec=window, stride_sec=stride, top=top_k, options=options)
         if not quiet:

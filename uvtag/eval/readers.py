@@ -22,7 +22,6 @@ from uvtag.errors import UsageError
 from uvtag.results import Failure, LabelScore
 
 
-
 @dataclass(frozen=True)
 class PredictedLabels:
     """The ranked labels predicted for one video (read back from a classify/batch output)."""

@@ -36,8 +36,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from uvtag.outputs.files import ENCODING, atomic_write, refuse_existing
 from uvtag.errors import UsageError
+from uvtag.outputs.files import ENCODING, atomic_write, refuse_existing
 from uvtag.results import (
     SCHEMA_VERSION,
     Failure,

@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 
 from uvtag.errors import UsageError, VideoError
+from uvtag.outputs.formats import subtitle_cues
 from uvtag.results import LocalizationResult, VideoPrediction
 from uvtag.video.reader import open_video
-from uvtag.outputs.formats import subtitle_cues
 
 TEXT_COLOUR = (255, 255, 255)  # RGB
 BAND_DIM = 0.3  # the caption band keeps this fraction of the frame's brightness
