@@ -3,8 +3,9 @@
 Each backend opens one file and offers `info`, `timestamps_sec()` and
 `iter_frames(sorted_unique_indices, size)`; `reader.VideoReader` adds validation, any-order access and
 fall-back. Backends raise `DecodeFailure` (a reason without the path); the reader turns it into a
-one-line `VideoError("<path>: <reason>")`. The measured behaviour that shapes each class is in
-/work/shared/docs/ENVIRONMENT.md sections 3-4 and 9, and is repeated where it matters below.
+one-line `VideoError("<path>: <reason>")`. Each class's docstring states the measured behaviour
+that shapes it (decoding H.264, HEVC, VP9, AV1, VFR, rotated, truncated, corrupt and audio-only
+files); tests/test_reader.py and tests/test_bad_videos.py exercise it.
 
 Frame index i always means the i-th frame in presentation order, and frames are uint8 RGB [H, W, 3]
 as displayed (rotation applied).
@@ -107,7 +108,7 @@ class _Targets:
 class PyAVBackend:
     """PyAV (FFmpeg 8 in the wheel): first choice, it decodes every codec tried and reports errors.
 
-    Hazards handled here (ENVIRONMENT.md section 3/9): rotation is not applied by PyAV (we rotate with
+    Hazards handled here: rotation is not applied by PyAV (we rotate with
     `frame.rotation`); `stream.frames` is 0 in WebM and header counts are wrong for truncated files
     (we count demuxed packets); seeking is by time, which index/fps gets wrong on VFR (we index frames
     by their sorted packet pts and seek to the pts of the keyframe before the target); a bad packet
@@ -312,7 +313,7 @@ def import_decord():
     """Import decord after torch.
 
     decord 0.6.0 bundles its own FFmpeg 4.1 and libgomp-era symbols; reports on its tracker describe
-    crashes when it is loaded before torch. On this machine both orders work (ENVIRONMENT.md section 1),
+    crashes when it is loaded before torch. With torch 2.13.0 on Linux x86-64 both orders work,
     but loading torch first is the order known to be safe everywhere, and torch is loaded by uvtag's
     model code anyway, so importing it here costs nothing extra in practice.
     """
@@ -337,7 +338,7 @@ def _cv2():
 class DecordBackend:
     """decord 0.6.0: fast resize-while-decoding; second choice.
 
-    Hazards (ENVIRONMENT.md section 3 and our own tests): no AV1 (reported like audio-only), fails on
+    Hazards (measured; tests/test_reader.py checks them): no AV1 (reported like audio-only), fails on
     realtime VP9 with alt-ref frames past frame ~10 (raised mid-file -> the reader falls back), and on
     rotated video it returns frames with a wrong row stride (4 "channels") and get_batch fails, so
     rotated files are refused. get_batch builds the whole batch in memory, so batches are capped at
@@ -491,10 +492,10 @@ def probe_rotation(path: str) -> int:
 class OpenCVBackend:
     """OpenCV (headless wheel): last resort, used only when the others are missing or fail.
 
-    Hazards (ENVIRONMENT.md section 3): it stops *silently* on corrupt or truncated data and its frame
-    count is the header's; it seeks to wrong frames on VFR. So this backend never seeks: it reads
-    sequentially (grab() for skipped frames, reopening to go back) and treats an early end of stream as
-    an error naming how many frames were decodable. It applies rotation itself.
+    Hazards (measured on opencv-python-headless 5.0.0.93): it stops *silently* on corrupt or truncated
+    data and its frame count is the header's; it seeks to wrong frames on VFR. So this backend never
+    seeks: it reads sequentially (grab() for skipped frames, reopening to go back) and treats an early
+    end of stream as an error naming how many frames were decodable. It applies rotation itself.
     """
 
     name = "opencv"

@@ -1,6 +1,6 @@
 """open_video(path) -> VideoReader: frames by index as RGB uint8, from the most correct backend available.
 
-Backend order is correctness first, then speed (ENVIRONMENT.md sections 0 and 3):
+Backend order is correctness first, then speed:
   1. "pyav"   decodes every codec tried (H.264, HEVC, VP9, AV1, MPEG-4, MJPEG), raises on corrupt data,
               gives exact pts for VFR; we add rotation and demux-based frame counts.
   2. "decord" fast resize-while-decoding, but no AV1, fails on some VP9 and mishandles rotated video.
