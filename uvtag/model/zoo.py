@@ -1,11 +1,12 @@
 """The checkpoint zoo: every released UniFormerV2 file, with its architecture and how to feed it.
 
-Names are the official file stems of the author's MODEL_ZOO.md (`k400_k710_uniformerv2_b16_8x224`)
-and, for MMAction2's re-hosted files, MMAction2's own file stems. Each `Checkpoint` holds the
-`ModelConfig` (architecture only) plus everything about the weights: locations, checksum,
-label list, test protocol (frames, clips x crops), normalisation and channel order.
+Names are the official file stems of MODEL_ZOO.md in the official repository OpenGVLab/UniFormerV2
+(`k400_k710_uniformerv2_b16_8x224`) and, for MMAction2's re-hosted files, MMAction2's own file
+stems. Each `Checkpoint` holds the `ModelConfig` (architecture only) plus everything about the
+weights: locations, checksum, label list, test protocol (frames, clips x crops), normalisation
+and channel order.
 
-The per-family settings follow docs/UNIFORMERV2.md section 1.2:
+The per-family settings are those of the official configs (exp/*/config.yaml in that repository):
 Kinetics/K710/MiT/ANet/HACS ("global-only"): no local MHRA, no temporal downsampling, 4 global
 blocks on the last 4 backbone blocks. Something-Something ("full"): double local MHRA,
 temporal downsampling, 8 (B/16) or 16 (L/14) global blocks.
@@ -28,7 +29,7 @@ __all__ = [
     "get_checkpoint",
 ]
 
-OSS_ROOT = "https://pjlab-gvm-data.oss-cn-shanghai.aliyuncs.com/uniformerv2/"  # author's MODEL_ZOO.md
+OSS_ROOT = "https://pjlab-gvm-data.oss-cn-shanghai.aliyuncs.com/uniformerv2/"  # official MODEL_ZOO.md links
 HF_ROOT = "https://huggingface.co/Andy1621/uniformerv2/resolve/main/"  # author's HF mirror (2 files)
 MMACTION2_ROOT = "https://download.openmmlab.com/mmaction/v1.0/recognition/uniformerv2/"
 KINETICS_MEAN = (0.45, 0.45, 0.45)  # official DATA.MEAN, on pixels / 255
@@ -90,7 +91,7 @@ class Checkpoint:
 
 
 # --------------------------------------------------------------------------------------------
-# Architectures (spec 1.2)
+# Architectures (geometry of the official constructors, slowfast/models/uniformerv2_model.py)
 
 _VIT = {  # backbone geometry fixed by the official constructors
     "B/16": dict(input_resolution=224, patch_size=16, width=768, layers=12, heads=12, output_dim=512),
@@ -143,7 +144,7 @@ def sth_config(vit: str, frames: int, num_classes: int = 174) -> ModelConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# Official entries (MODEL_ZOO.md)
+# Official entries (MODEL_ZOO.md of OpenGVLab/UniFormerV2)
 
 _DATASETS = {  # key: (dataset name, classes, label list)
     "k710": ("Kinetics-710", 710, "kinetics710"),
@@ -158,7 +159,9 @@ _DATASETS = {  # key: (dataset name, classes, label list)
 }
 _FOLDER = {"mit": "mitv1"}  # OSS folder when it differs from the key
 
-_GMAC = {  # per view, spec 1.10: (backbone, frames, family) -> GMAC
+# multiply-accumulates per view, computed analytically; they agree with the FLOPs column of
+# configs/recognition/uniformerv2/README.md in open-mmlab/mmaction2 (0.1T, 0.7T, 1.3T, ...)
+_GMAC = {  # (backbone, frames, family) -> GMAC
     ("B/16", 8, "k"): 148.1, ("L/14", 8, "k"): 665.6, ("L/14", 16, "k"): 1331.2, ("L/14", 32, "k"): 2662.4,
     ("L/14@336", 8, "k"): 1567.0, ("L/14@336", 32, "k"): 6267.8, ("L/14@336", 64, "k"): 12535.6,
     ("B/16", 16, "s"): 187.2, ("B/16", 32, "s"): 374.4, ("L/14", 16, "s"): 858.2, ("L/14", 32, "s"): 1716.2,
