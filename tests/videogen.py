@@ -5,7 +5,8 @@ bits of `index % 256` (most significant first, row-major), then one pure red, on
 one pure blue cell (to catch BGR/RGB swaps) and one mid-grey cell. The cells are large and
 saturated, so the index survives every lossy codec used here; `frame_index_of` reads it back.
 
-All writers use PyAV only (no ffmpeg CLI), see ENVIRONMENT.md section 8.
+All writers use PyAV only (no ffmpeg CLI): the `av` wheel bundles every encoder used here
+(libx264, libx265, libvpx-vp9, libsvtav1, mpeg4, mjpeg, aac).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def write_video(
         stream = out.add_stream(_ENCODERS.get(codec, codec), rate=fps, options=options)
         stream.height, stream.width = size
         stream.pix_fmt = pix_fmt
-        if pts_ms is not None:  # VFR needs the codec time base too (ENVIRONMENT.md section 8)
+        if pts_ms is not None:  # VFR needs the codec time base too (without it the encoder fails to open)
             stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
         audio = out.add_stream("aac", rate=16000) if with_audio else None
         for i in range(num_frames):
