@@ -8,6 +8,8 @@ import platform
 import shutil
 from pathlib import Path
 
+from uvtag.errors import describe
+
 Check = tuple[str, bool, str]  # (name, ok, detail); names starting "optional" never fail the run
 
 
@@ -16,7 +18,7 @@ def _module(name: str, label: str, optional: bool = False) -> Check:
     try:
         mod = importlib.import_module(name)
     except Exception as e:  # ImportError, or a broken binary wheel
-        return title, False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return title, False, describe(e)
     return title, True, str(getattr(mod, "__version__", "installed"))
 
 

@@ -54,3 +54,21 @@ class DeviceError(UvtagError):
 class OutputError(UvtagError):
     """An output file that cannot be written: a full disk, a read-only or failing filesystem, or
     another uvtag run writing the same file (the message names the file and the reason)."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's message as one line: an OSError's strerror, else the first non-empty line of
+    its text, else its type name; whitespace collapsed, at most `limit` characters."""
+    text = getattr(exc, "strerror", None) or next((line for line in str(exc).splitlines() if line.strip()), "")
+    return " ".join(str(text).split())[:limit] or type(exc).__name__
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """An exception as "Type: message" on one line, e.g. "IndexError: list index out of range".
+
+    Exceptions from outside the standard library carry their package: "av.PermissionError: ...".
+    """
+    package = type(exc).__module__.partition(".")[0]
+    name = type(exc).__name__ if package == "builtins" else f"{package}.{type(exc).__name__}"
+    text = " ".join(str(exc).split())
+    return f"{name}: {text[:limit]}" if text else name

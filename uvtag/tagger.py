@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uvtag.errors import CheckpointError, UsageError, UvtagError
+from uvtag.errors import CheckpointError, UsageError, UvtagError, describe
 from uvtag.infer.clips import assemble_clips, needed_frames, prefetch
 from uvtag.infer.predict import Predictor, default_batch_size, pick_device, pick_dtype
 from uvtag.infer.segments import to_segments
@@ -39,7 +39,7 @@ from uvtag.model.weights import load_into, load_model, read_checkpoint
 from uvtag.model.zoo import CHECKPOINTS, Checkpoint, get_checkpoint
 from uvtag.results import ClipPrediction, Failure, LocalizationResult, VideoInfo, VideoPrediction
 from uvtag.video.isolated import IsolatedReader
-from uvtag.video.reader import VideoReader, cause_of, open_video
+from uvtag.video.reader import VideoReader, open_video
 from uvtag.video.sampling import sample_span_indices, timestamps_to_frame_range
 from uvtag.video.transforms import (
     check_full_resolution,
@@ -168,7 +168,7 @@ class Tagger:
                 except UvtagError as e:
                     yield path, Failure(str(path), str(e), type(e).__name__), None
                 except Exception as e:  # anything else while preparing one video is that video's failure
-                    yield path, Failure(str(path), f"{path}: {cause_of(e)}", type(e).__name__), None
+                    yield path, Failure(str(path), f"{path}: {describe(e)}", type(e).__name__), None
 
         for path, views, info in prefetch(decoded(), depth=1):
             yield views if isinstance(views, Failure) else self.predict_views(path, views, info, top)

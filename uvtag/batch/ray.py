@@ -27,7 +27,7 @@ from typing import Any
 
 from uvtag.batch.output import BatchWriter
 from uvtag.batch.run import BatchSummary, _failure, skip_completed
-from uvtag.errors import UsageError, UvtagError
+from uvtag.errors import UsageError, UvtagError, first_line
 from uvtag.results import Failure, VideoPrediction
 
 MAX_BLOCKS = 10_000  # rows per block grow past this many videos (fewer, larger Ray tasks)
@@ -121,7 +121,7 @@ def _cause(error: BaseException) -> str:
         if e is None or any(e is s for s in seen):
             continue
         if isinstance(e, UvtagError):
-            return str(e).splitlines()[0]
+            return first_line(e, 10_000)
         seen.append(e)
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
     lines = [line for line in str(error).splitlines() if line.strip()]

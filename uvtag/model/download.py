@@ -31,7 +31,13 @@ from tqdm import tqdm
 
 from uvtag import __version__
 from uvtag.errors import (
-    CheckpointError, ChecksumError, DownloadError, OfflineError, UnknownModelError, UsageError,
+    CheckpointError,
+    ChecksumError,
+    DownloadError,
+    OfflineError,
+    UnknownModelError,
+    UsageError,
+    first_line,
 )
 from uvtag.model.zoo import Checkpoint, get_checkpoint
 
@@ -49,10 +55,6 @@ STALL_ENV = "UVTAG_DOWNLOAD_STALL_S"
 STALL_MIN_BYTES = 1024
 _CHECKPOINT_SUFFIXES = (".pyth", ".pth", ".pt", ".ckpt", ".bin")
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:160]
 
 
 def _one_line(text: object) -> str:
@@ -440,7 +442,7 @@ def _fetch(url: str, part: Path, progress: bool, limits: _Limits, max_resumes: i
         except _Stalled as e:
             raise _FetchFailed(f"stalled: {e}") from None
         except (URLError, OSError, http.client.HTTPException) as e:
-            reason = getattr(e, "reason", None) or _first_line(e) or type(e).__name__
+            reason = getattr(e, "reason", None) or first_line(e) or type(e).__name__
             if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
                 reason = f"no answer in {limits.socket:g} s"
             grew = part.exists() and part.stat().st_size > offset

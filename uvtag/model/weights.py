@@ -31,12 +31,12 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from uvtag.errors import CheckpointError
+from uvtag.errors import CheckpointError, first_line
 from uvtag.infer import views as views_module
 from uvtag.model.download import resolve
-from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model
 from uvtag.model.labels import available_label_lists, labels_for, read_labels
 from uvtag.model.shapes import Architecture, config_architecture, state_dict_architecture
+from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model
 from uvtag.model.zoo import Checkpoint
 
 __all__ = [
@@ -123,13 +123,9 @@ def _torch_load(path: Path) -> object:
         raise CheckpointError(f"{path}: corrupt or not a PyTorch checkpoint (unreadable pickle data)") from None
     except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
         if head == b"PK\x03\x04":
-            raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_first_line(e)})") from None
+            raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first_line(e)})") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint file ({type(e).__name__})") from None
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:160]
 
 
 def _unwrap(obj: object, path: Path) -> dict:
@@ -393,7 +389,7 @@ def _check_config(config: object, path: Path) -> ModelConfig:
     try:
         return ModelConfig(**_check_fields(_CONFIG_FIELDS, config, "config", path))
     except ValueError as e:  # the fields' own consistency rules (ModelConfig._problems)
-        raise CheckpointError(f"{path}: bad uvtag checkpoint: {_first_line(e)}") from None
+        raise CheckpointError(f"{path}: bad uvtag checkpoint: {first_line(e)}") from None
 
 
 def _check_own_tensors(config: ModelConfig, state_dict: dict[str, Tensor], path: Path) -> None:

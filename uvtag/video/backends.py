@@ -17,8 +17,8 @@ import bisect
 import collections
 import contextlib
 import importlib.util
-import os
 import itertools
+import os
 import re
 import sys
 import tempfile
@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from uvtag.errors import first_line
 from uvtag.results import VideoInfo
 
 Size = tuple[int, int] | None  # (height, width) of the returned frames, as displayed
@@ -48,10 +49,6 @@ def is_installed(module: str) -> bool:
     """True if `module` can be imported (without importing it)."""
     return module in sys.modules or importlib.util.find_spec(module) is not None
 
-
-def _one_line(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return " ".join(str(text).split())[:300]
 
 
 def _rotate(arr: np.ndarray, rotation: int) -> np.ndarray:
@@ -133,7 +130,7 @@ class PyAVBackend:
         try:
             self._container = av.open(path, metadata_errors="ignore")
         except (av.error.FFmpegError, OSError, UnicodeError) as e:
-            raise DecodeFailure(f"cannot open: {_one_line(e)} (not a video file, or truncated/corrupt container)")
+            raise DecodeFailure(f"cannot open: {first_line(e, 300)} (not a video file, or truncated/corrupt container)")
         try:
             self._open_stream()
         except BaseException:
@@ -239,7 +236,7 @@ class PyAVBackend:
                 # a long run of them means the stream itself is undecodable
                 bad_in_a_row += 1
                 if bad_in_a_row > MAX_BAD_PACKETS_IN_A_ROW:
-                    raise DecodeFailure(f"decoder error: {_one_line(e)}")
+                    raise DecodeFailure(f"decoder error: {first_line(e, 300)}")
                 continue
             for frame in frames:
                 self.decoded += 1

@@ -93,7 +93,7 @@ def _serve(conn, parent_pid: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
-    from uvtag.video.reader import cause_of
+    from uvtag.errors import describe
 
     try:
         _serve_files(conn)
@@ -101,7 +101,7 @@ def _serve(conn, parent_pid: int) -> None:
         pass  # the parent is gone
     except BaseException as e:
         try:
-            conn.send(("died", cause_of(e)))
+            conn.send(("died", describe(e)))
         except (OSError, ValueError):
             pass
 
@@ -137,11 +137,11 @@ def _serve_files(conn) -> None:
 
 def _error_text(path: str, what: str, exc: Exception) -> str:
     """The one-line error for `exc`: a VideoError's own text, else `what` and the exception's cause."""
-    from uvtag.video.reader import cause_of
+    from uvtag.errors import describe
 
     if isinstance(exc, VideoError):
         return str(exc)
-    return f"{path}: {what} ({cause_of(exc)})"
+    return f"{path}: {what} ({describe(exc)})"
 
 
 def _serve_file(conn, reader, fault: str | None) -> bool:

@@ -32,7 +32,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from uvtag.errors import UvtagError, VideoError
+from uvtag.errors import UvtagError, VideoError, describe
 from uvtag.results import VideoInfo
 from uvtag.video.backends import BACKEND_CLASSES, BACKEND_MODULES, DecodeFailure, Size, is_installed
 
@@ -93,17 +93,6 @@ def is_host_error(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) and type(exc).__module__.partition(".")[0] not in BACKEND_MODULES.values()
 
 
-def cause_of(exc: BaseException) -> str:
-    """An exception as "Type: message" on one line, e.g. "IndexError: list index out of range".
-
-    Exceptions from outside the standard library carry their package: "av.PermissionError: ...".
-    """
-    package = type(exc).__module__.partition(".")[0]
-    name = type(exc).__name__ if package == "builtins" else f"{package}.{type(exc).__name__}"
-    text = " ".join(str(exc).split())
-    return f"{name}: {text[:300]}" if text else name
-
-
 def _passes_through(exc: BaseException) -> bool:
     """Exceptions the reader re-raises as they are: its own errors and the host's (see is_host_error)."""
     return isinstance(exc, UvtagError) or is_host_error(exc)
@@ -111,7 +100,7 @@ def _passes_through(exc: BaseException) -> bool:
 
 def _as_failure(exc: Exception, what: str) -> DecodeFailure:
     """A decoder exception that is not a DecodeFailure, as one: `what` plus its cause."""
-    return DecodeFailure(f"{what} ({cause_of(exc)})")
+    return DecodeFailure(f"{what} ({describe(exc)})")
 
 
 def _candidates(backend: str | None) -> list[str]:
