@@ -9,7 +9,7 @@ import typer
 
 from uvtag.cli.common import err, run
 
-# localize settings for the bundled motion-tiny model (actions of a few seconds; see MOTION_TINY.md)
+# localize settings for the bundled motion-tiny model (actions of a few seconds; see weights/MOTION_TINY.md)
 MOTION_WINDOW_SEC, MOTION_STRIDE_SEC = 2.0, 0.25
 MOTION_SEGMENTS = dict(threshold=0.3, smooth_windows=3, min_duration_sec=0.75, merge_gap_sec=0.5, nms_iou=0.5)
 
