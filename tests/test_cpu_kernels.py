@@ -16,10 +16,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import uvtag.model.uniformerv2 as uv
 from fixture_models import FIXTURES, load_fixture
 from uvtag.cli import app
-from uvtag.model import kernels
+from uvtag.model import fast, kernels
 from uvtag.model.kernels import KERNELS, CpuInfo, kernel_plan, kernel_problem, onednn_cap_allows_bf16, parse_cpuinfo
 from videogen import write_video
 
@@ -76,17 +75,17 @@ def test_every_probe_answers_without_raising():
 
 @pytest.fixture
 def no_cpu_kernels(monkeypatch):
-    """The fused path on a CPU that has none of the probed kernels (ATen ops only)."""
-    monkeypatch.setattr(uv, "kernel_available", lambda name, dtype: False)
+    """The fused engine on a CPU that has none of the probed kernels (ATen ops only)."""
+    monkeypatch.setattr(fast, "kernel_available", lambda name, dtype: False)
 
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_fused_path_without_cpu_kernels_equals_the_reference(name, no_cpu_kernels):
     model, io = load_fixture(name)
     with torch.inference_mode():
+        reference = model(io["input"])
+        fast.accelerate(model)
         fused = model(io["input"])
-        with uv.fused_kernels(False):
-            reference = model(io["input"])
     # the same function through other kernels (one rounding per op): a float32 tolerance, not bits
     torch.testing.assert_close(fused, reference, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fused, io["logits"], rtol=1e-4, atol=1e-5)
@@ -94,8 +93,10 @@ def test_fused_path_without_cpu_kernels_equals_the_reference(name, no_cpu_kernel
 
 def test_bf16_without_cpu_kernels_keeps_top1(no_cpu_kernels):
     model, io = load_fixture(FIXTURES[0])
+    engine = fast.accelerate(model.to(torch.bfloat16))
     with torch.inference_mode():
-        bf16 = model.to(torch.bfloat16)(io["input"].to(torch.bfloat16)).float()
+        bf16 = model(io["input"].to(torch.bfloat16)).float()
+    assert len(engine.weights) > 0  # the fused forwards ran (their scaled c_proj copies are cached)
     assert torch.equal(bf16.argmax(1), io["logits"].argmax(1))
 
 

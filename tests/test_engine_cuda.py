@@ -1,5 +1,5 @@
-"""The inference engine on CUDA (skipped without a GPU; run on an H100 in session 4, see the
-README's GPU table), and the compiled predictor's fixed batch shape (everywhere)."""
+"""The fused inference engine on CUDA (skipped without a GPU; see the README's GPU table), and the
+compiled predictor's fixed batch shape (everywhere)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from fixture_models import FIXTURES, load_fixture
 from uvtag.infer.predict import Predictor
-from uvtag.model import uniformerv2 as uv
+from uvtag.model.fast import FusedEngine, engine_of
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -17,14 +17,15 @@ _load = load_fixture
 
 @pytest.fixture
 def fused_calls(monkeypatch):
+    """Counts calls of the engine's fused linears (bias, and SiLU where asked, in one call)."""
     calls = {"n": 0}
-    plain = uv._linear2d
+    plain = FusedEngine.linear
 
     def counted(*args, **kwargs):
         calls["n"] += 1
         return plain(*args, **kwargs)
 
-    monkeypatch.setattr(uv, "_linear2d", counted)
+    monkeypatch.setattr(FusedEngine, "linear", counted)
     return calls
 
 
@@ -56,9 +57,12 @@ def test_compiled_predictor_pads_short_batches_to_one_shape(monkeypatch):
     """torch.compile(dynamic=False) recompiles for every new batch size: the predictor pads the last
     short batch to its batch size and drops the padding's logits."""
     model, io = _load("tiny_k400like_t8")
+    Predictor(model, torch.device("cpu"))  # an engine installed earlier is taken off for compiling
     seen = []
 
     def fake_compile(module, **kwargs):
+        assert engine_of(module) is None  # what is compiled is the reference model
+
         def run(x):
             seen.append(x.shape[0])
             return module(x)
@@ -66,7 +70,7 @@ def test_compiled_predictor_pads_short_batches_to_one_shape(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     clips = torch.cat([io["input"]] * 3)[:5]  # 5 clips, batch size 4: 4 + 1 padded to 4
-    got = Predictor(model, torch.device("cpu"), torch.float32, batch_size=4, compile=True).logits(clips)
+    got = Predictor(model, torch.device("cpu"), torch.float32, batch_size=4, engine="compile").logits(clips)
     want = Predictor(model, torch.device("cpu"), torch.float32, batch_size=4).logits(clips)
     assert seen == [4, 4]
     assert got.shape == (5, model.config.num_classes)

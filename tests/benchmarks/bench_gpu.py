@@ -8,9 +8,8 @@ Run on a machine with a GPU:  python tests/benchmarks/bench_gpu.py [--quick] [--
    default TF32 convolutions (which the Predictor turns off): max |logit diff| and top-1 agreement.
 2. Forward variants for B/16 8x224 and L/14 8x224 (random weights), input already on the device,
    timed with CUDA events (median): fp32, bf16/fp16 autocast, bf16/fp16 weights, each through the
-   reference ops and the fused path (and the fused path with the depthwise convs fed the strided
-   token view); a profile of the fused path's kernels; the global branch's depthwise conv in three
-   memory layouts.
+   reference model and the fused engine (`uvtag.model.fast.accelerate`); a profile of the fused
+   engine's kernels; the global branch's depthwise conv in three memory layouts.
 3. The host-to-device cost: the same batch through `Predictor.logits` from host float32 (what the
    pipeline hands over today) and uint8 moved then normalised on the device.
 """
@@ -32,7 +31,8 @@ from fixture_models import FIXTURES, load_fixture  # noqa: E402
 from uvtag.bench.models import random_model  # noqa: E402
 from uvtag.infer.predict import Predictor  # noqa: E402
 from uvtag.model import build_model  # noqa: E402
-from uvtag.model.uniformerv2 import _VOLUME_LAYOUT, fused_kernels, gmac_per_view  # noqa: E402
+from uvtag.model.fast import accelerate  # noqa: E402
+from uvtag.model.uniformerv2 import gmac_per_view  # noqa: E402
 from uvtag.model.zoo import get_checkpoint  # noqa: E402
 
 
@@ -73,8 +73,9 @@ def equivalence(device: torch.device) -> list[dict]:
                    for label, (dtype, cast) in variants.items()}
         if device.type == "cuda":  # what the Predictor avoids: float32 with torch's default TF32 convolutions
             torch.backends.cudnn.allow_tf32 = True
+            accelerate(model.to(device))
             with torch.inference_mode():
-                outputs["fp32 with TF32 convs"] = model.to(device)(io["input"].to(device)).cpu()
+                outputs["fp32 with TF32 convs"] = model(io["input"].to(device)).cpu()
         for label, out in outputs.items():
             rows.append({"fixture": name, "variant": label, "max_abs_diff": float((out - ref).abs().max()),
                          "top1_same": bool(torch.equal(out.argmax(1), ref.argmax(1)))})
@@ -82,7 +83,7 @@ def equivalence(device: torch.device) -> list[dict]:
 
 
 def forward_variants(device: torch.device, arch: str, batches: list[int], runs: int, warmup: int) -> list[dict]:
-    """Input already on the device; (weights dtype, autocast, fused path) combinations."""
+    """Input already on the device; (weights dtype, autocast, fused engine) combinations."""
     ck = get_checkpoint(arch)
     cfg = ck.config
     gmac = gmac_per_view(cfg)
@@ -100,16 +101,16 @@ def forward_variants(device: torch.device, arch: str, batches: list[int], runs: 
         tag = "bf16" if dt == torch.bfloat16 else "fp16"
         variants += [(f"{tag} autocast", torch.float32, dt, False), (f"{tag} weights reference", dt, dt, False),
                      (f"{tag} weights fused", dt, dt, True)]
-    variants.append(("bf16 weights fused, strided conv input", torch.bfloat16, torch.bfloat16, True))
     for label, wdtype, dtype, fused in variants:
         model = make(wdtype)
-        _VOLUME_LAYOUT["mode"] = "view" if "strided" in label else "auto"
+        if fused:
+            accelerate(model)
         for b in batches:
             x = torch.randn(b, 3, cfg.t_size, cfg.input_resolution, cfg.input_resolution, device=device, dtype=wdtype)
             ctx = (lambda: torch.autocast(device.type, dtype=dtype)) if wdtype != dtype else nullcontext
 
             def fwd():
-                with torch.inference_mode(), ctx(), fused_kernels(fused):
+                with torch.inference_mode(), ctx():
                     model(x)
 
             try:
@@ -122,16 +123,16 @@ def forward_variants(device: torch.device, arch: str, batches: list[int], runs: 
                          "clips_per_s": round(b / s, 2), "tflops": round(b * 2 * gmac / s / 1e3, 1)})
             print(json.dumps(rows[-1]), flush=True)
         model = None  # free it before the next variant
-    _VOLUME_LAYOUT["mode"] = "auto"
     return rows
 
 
 def profile(device: torch.device, arch: str, batch: int, dtype: torch.dtype) -> str:
-    """Top kernels of one fused forward (torch.profiler), as a table."""
+    """Top kernels of one forward through the fused engine (torch.profiler), as a table."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     cfg = get_checkpoint(arch).config
     model = random_model(cfg).eval().to(device).to(dtype)
+    accelerate(model)
     x = torch.randn(batch, 3, cfg.t_size, cfg.input_resolution, cfg.input_resolution, device=device, dtype=dtype)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch.inference_mode():

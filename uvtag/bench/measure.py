@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
+from uvtag.model.fast import fused_kernels_available, packed_gemm_available
 from uvtag.model.kernels import cpu_info, kernel_available, kernel_plan
-from uvtag.model.uniformerv2 import ModelConfig, fused_kernels_available, gmac_per_view, packed_gemm_available
+from uvtag.model.uniformerv2 import ModelConfig, gmac_per_view
 
 Log = Callable[[str], None]
 

@@ -10,12 +10,20 @@ import torch
 from uvtag.bench.measure import median_seconds, model_gmac
 from uvtag.errors import UsageError, UvtagError
 from uvtag.infer.predict import Predictor, pick_dtype
-from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model, fused_kernels, packed_weights
+from uvtag.model.uniformerv2 import ModelConfig, UniFormerV2, build_model
 from uvtag.model.zoo import Checkpoint, get_checkpoint
 
 DEFAULT_ARCHS = ("k400_k710_uniformerv2_b16_8x224", "motion-tiny")
 ENGINES = ("fused", "reference", "autocast", "compile", "unpacked")
-
+# each bench engine as Predictor arguments: autocast is the fused engine on float32 weights under
+# autocast, unpacked the fused engine with oneDNN instead of MKL-packed float32 linears
+PREDICTOR_ARGS = {
+    "fused": {"engine": "fused"},
+    "reference": {"engine": "reference"},
+    "autocast": {"engine": "fused", "cast_weights": False},
+    "compile": {"engine": "compile"},
+    "unpacked": {"engine": "fused", "packed": False},
+}
 
 
 def fallback_tiny_config() -> ModelConfig:
@@ -105,14 +113,12 @@ def bench_forward(bm: BenchModel, *, device: torch.device, precision: str, batch
     dtype = pick_dtype(device, precision, emulated_bf16=True)
     if engine == "autocast" and dtype == torch.float32:
         raise UsageError("the autocast engine needs --precision bf16 or fp16")
-    predictor = Predictor(bm.fresh_model(), device, dtype, batch, compile=engine == "compile",
-                          cast_weights=False if engine == "autocast" else None)
+    predictor = Predictor(bm.fresh_model(), device, dtype, batch, **PREDICTOR_ARGS[engine])
     clips = torch.randn(batch, 3, cfg.t_size, cfg.input_resolution, cfg.input_resolution)
     t_first = time.perf_counter()
-    with fused_kernels(engine != "reference"), packed_weights(engine != "unpacked"):
-        predictor.logits(clips)  # first call (compiles, packs, allocates); not timed below
-        t_first = time.perf_counter() - t_first
-        med, times = median_seconds(lambda: predictor.logits(clips), runs, max(0, warmup - 1))
+    predictor.logits(clips)  # first call (compiles, packs, allocates); not timed below
+    t_first = time.perf_counter() - t_first
+    med, times = median_seconds(lambda: predictor.logits(clips), runs, max(0, warmup - 1))
     gmac = model_gmac(cfg)
     gflops = batch * 2 * gmac / med
     key = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]

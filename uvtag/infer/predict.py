@@ -3,17 +3,22 @@
 Clips go in as float32 [B, 3, T, H, W] (normalised, on the CPU); logits come back as float32
 [B, num_classes] on the CPU, whatever the device and precision used inside.
 
-Engine choices (each kept because `uvtag bench` measured it, see the README's benchmark table):
-- the model's fused path (`uniformerv2.fused_kernels`: MKL/oneDNN on the CPU where the CPU has
-  them for the dtype, cuBLAS epilogues and in-place activations on CUDA) runs whenever the
-  weights are in the compute dtype;
+Choices (each kept because `uvtag bench` measured it, see the README's benchmark table):
+- the engine, chosen once per predictor: "fused" (the default) installs `uvtag.model.fast`'s
+  fused forwards on the model (MKL/oneDNN on the CPU where the CPU has them for the dtype, cuBLAS
+  epilogues and in-place activations on CUDA), which run whenever the weights are in the compute
+  dtype; "reference" runs the model's own forwards; "compile" wraps the reference model in
+  `torch.compile` (CUDA graphs on CUDA via "reduce-overhead"), and pads a short last batch to the
+  batch size, so that one compiled shape serves every call;
+- the MKL-packed float32 linears of the fused engine: on unless `packed=False`, or unless
+  `UVTAG_PACKED_GEMM=0` is in the environment when the predictor is built;
 - bf16 on a CPU without native bfloat16 (no avx512_bf16 / AMX) is refused by `pick_dtype`:
   emulated, it is 4-7x slower than fp32;
 - bfloat16/float16 cast the weights once (CPU bfloat16: 2.3x faster than autocast, which
-  re-casts every weight on every call; CUDA: see the README's GPU table);
+  re-casts every weight on every call; CUDA: see the README's GPU table); `cast_weights=False`
+  keeps float32 weights and runs under autocast instead (where the fused forwards run the
+  reference ones);
 - CUDA batches are pinned and copied with non_blocking; CUDA float32 runs without TF32;
-- `compile=True` wraps the model in `torch.compile` (CUDA graphs on CUDA via "reduce-overhead");
-  a short last batch is padded to the batch size, so that one compiled shape serves every call;
 - small models (< SMALL_MODEL_GMAC per clip) run with one intra-op thread on the CPU: their ops
   are too small to split, and two threads stall at every op's barrier whenever the decoding
   thread holds a core (motion-tiny localize: 20 s -> 4.9 s on 2 cores).
@@ -27,12 +32,14 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 from uvtag.errors import DeviceError, UsageError
+from uvtag.model.fast import FusedEngine, accelerate, packed_gemm_from_environment, restore
 from uvtag.model.kernels import cpu_info
-from uvtag.model.uniformerv2 import fused_kernels, gmac_per_view
+from uvtag.model.uniformerv2 import gmac_per_view
 
 SMALL_MODEL_GMAC = 2.0  # below this per clip, one CPU thread beats two (see the module docstring)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ENGINES = ("fused", "reference", "compile")
 
 
 def pick_device(requested: str | None = "auto") -> torch.device:
@@ -88,23 +95,31 @@ class Predictor:
     """Runs a model over batches of clips on one device, in one precision.
 
     Args:
-        model: a UniFormerV2 in eval mode (moved to `device` here, and cast in place when
-            `cast_weights`).
+        model: a UniFormerV2 in eval mode. Changed in place: moved to `device`, cast when
+            `cast_weights`, and given the fused engine's forwards (or stripped of any, for the other
+            engines), so predictors sharing one model share the last one's engine.
         device: where to run.
-        dtype: compute precision. float32 runs plainly; bfloat16/float16 either cast the weights
-            (`cast_weights`, the default) or run under autocast with float32 weights.
+        dtype: compute precision. float32 runs plainly; bfloat16/float16 cast the weights once by
+            default, or run under autocast with float32 weights when `cast_weights=False`.
         batch_size: clips per forward pass; halved automatically on out-of-memory.
-        cast_weights: None = cast (low-precision weights + fused kernels); False = autocast.
-        compile: run through `torch.compile` (first call compiles: tens of seconds).
+        engine: "fused" (the default), "reference" or "compile" (first call compiles: tens of
+            seconds); see the module docstring.
+        cast_weights: None or True = cast the weights to a bfloat16/float16 `dtype` once (the fused
+            engine then runs in that dtype); False = keep float32 weights and run under autocast.
+            Ignored for float32.
+        packed: the fused engine's MKL-packed float32 linears; None = on unless the environment has
+            `UVTAG_PACKED_GEMM=0` (read here, once).
         threads: CPU intra-op threads while this predictor runs; None = 1 for small models,
             torch's setting otherwise.
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
-                 batch_size: int = 4, *, cast_weights: bool | None = None, compile: bool = False,
-                 threads: int | None = None) -> None:
+                 batch_size: int = 4, *, engine: str = "fused", cast_weights: bool | None = None,
+                 packed: bool | None = None, threads: int | None = None) -> None:
         if batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {batch_size}")
+        if engine not in ENGINES:
+            raise UsageError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         if cast_weights is None:
             cast_weights = dtype != torch.float32
         self.cast_weights = bool(cast_weights) and dtype != torch.float32
@@ -113,12 +128,17 @@ class Predictor:
         self.device = device
         self.dtype = dtype
         self.batch_size = batch_size
-        self.compiled = compile
+        self.engine = engine
         config = getattr(model, "config", None)
         small = config is not None and gmac_per_view(config) < SMALL_MODEL_GMAC
         self.threads = threads if threads is not None else (1 if small and device.type == "cpu" else None)
+        self.fused: FusedEngine | None = None
+        if engine == "fused":
+            self.fused = accelerate(self.model, packed=packed_gemm_from_environment() if packed is None else packed)
+        else:
+            restore(self.model)  # compiled graphs are traced through the reference forwards
         self._call = self.model
-        if compile:
+        if engine == "compile":
             mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs for fixed shapes
             self._call = torch.compile(self.model, dynamic=False, mode=mode)
 
@@ -137,13 +157,10 @@ class Predictor:
 
     def _forward(self, clips: torch.Tensor) -> torch.Tensor:
         n = clips.shape[0]
-        if self.compiled and n < self.batch_size:  # one shape for the compiled graph: pad, then drop
+        if self.engine == "compile" and n < self.batch_size:  # one shape for the compiled graph: pad, then drop
             clips = torch.cat([clips, clips[-1:].expand(self.batch_size - n, *clips.shape[1:])])
         clips = self._to_device(clips)
-        # compiled graphs are traced through the reference path and fused by Inductor instead;
-        # otherwise the caller's `fused_kernels` setting stands
-        with torch.inference_mode(), self._autocast(), self._no_tf32(), \
-                fused_kernels(False) if self.compiled else nullcontext():
+        with torch.inference_mode(), self._autocast(), self._no_tf32():
             return self._call(clips)[:n].float().cpu()
 
     @contextmanager

@@ -1,6 +1,6 @@
 """What this CPU and this torch build can run: instruction sets and per-dtype kernel probes.
 
-The fused inference path (`uniformerv2`) calls three CPU kernels beyond plain ATen ops:
+The fused inference engine (`uvtag.model.fast`) calls three CPU kernels beyond plain ATen ops:
 - `onednn_linear`: oneDNN's linear with the bias and an optional SiLU fused in
   (`torch.ops.mkldnn._linear_pointwise`);
 - `onednn_linear_add`: the same with a residual add fused in (`..._linear_pointwise.binary`);
@@ -9,7 +9,7 @@ Whether each exists depends on the dtype and the CPU: on a CPU without AVX-512 o
 bfloat16 inner product at all ("could not create a primitive descriptor"), and its binary post-op
 needs avx512bw/vl/dq or avx_ne_convert. So each kernel is probed once per dtype, on first use, by
 running it on a small input and comparing with plain ATen ops; a kernel that fails or disagrees
-is never called for that dtype, and the fused path uses ATen's linear with an in-place SiLU or
+is never called for that dtype, and the engine uses ATen's linear with an in-place SiLU or
 add there instead (the same function, one extra pass over the output).
 """
 
@@ -155,7 +155,7 @@ def kernel_available(name: str, dtype: torch.dtype) -> bool:
 
 
 def kernel_plan(dtype: torch.dtype) -> str:
-    """Which kernels the CPU fused path runs for its linears in `dtype` here, in one line."""
+    """Which kernels the fused engine runs on the CPU for its linears in `dtype` here, in one line."""
     parts = []
     if kernel_available("mkl_packed", dtype):
         parts.append("MKL packed GEMM for large weights (SiLU and residual add in place)")

@@ -21,25 +21,23 @@ Layouts:
                                                 batch-first saves a transpose around every SDPA call)
     video volume           [N, C, T, g, g]      for LMHRA and DPE convolutions
     global query           [N, 1, C]
+
+This file is the reference network: one forward per module, plain PyTorch ops, training and
+inference alike. The fast inference engine (`uvtag.model.fast`) installs fused forwards on a
+built model's blocks; it depends on this file, never the reverse.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uvtag.model.kernels import kernel_available
-
-__all__ = ["ModelConfig", "UniFormerV2", "build_model", "fused_kernels", "fused_kernels_available", "gmac_per_view"]
+__all__ = ["ModelConfig", "UniFormerV2", "build_model", "gmac_per_view"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,8 +182,10 @@ class LayerNorm32(nn.LayerNorm):
 class QuickGELU(nn.Module):
     """x * sigmoid(1.702 x), the activation CLIP was trained with."""
 
+    ALPHA = 1.702
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        return x * torch.sigmoid(self.ALPHA * x)
 
 
 class DropPath(nn.Module):
@@ -200,145 +200,6 @@ class DropPath(nn.Module):
             return x
         keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - self.p)
         return x * keep / (1.0 - self.p)
-
-
-# --------------------------------------------------------------------------------------------
-# Inference engine: linears with the bias, QuickGELU and residual add fused in (on the CPU
-# oneDNN's fused linear where the CPU has it for the dtype, MKL with packed weights then in-place
-# SiLU/add for large float32 weights, ATen's linear then in-place SiLU/add otherwise; on CUDA
-# cuBLAS's bias epilogue, one in-place SiLU and one in-place residual add).
-#
-# Used only where nothing can observe the difference from the reference path: CPU tensors in
-# float32 or bfloat16, or CUDA tensors in float32, bfloat16 or float16, whose dtype equals the
-# weights', no autograd, no autocast. It computes the same function (QuickGELU(h) =
-# silu(1.702 h) / 1.702, with the 1.702 folded into ln_2 and c_fc's bias and the 1/1.702 into a
-# cached copy of c_proj's weight) to the dtype's rounding; every other case, training included,
-# takes the reference path unchanged. Which CPU kernels exist per dtype is probed once
-# (`uvtag.model.kernels`): a kernel this CPU lacks is never called.
-
-QUICKGELU_ALPHA = 1.702
-_FUSED_STATE = {"enabled": True}
-# float32 linears on the CPU: MKL's GEMM with the weight pre-packed once (as torch.compile's CPU
-# freezing does), 9% faster for B/16 than oneDNN's linear at batch 1 and 4 (interleaved A/B in
-# one process; README, Performance) at the cost of the packed copies' memory (~0.55 GB RSS for
-# B/16). Only weights of at least _PACK_MIN_NUMEL elements are packed: MKL's packed buffer has a
-# floor of ~8 MB.
-# UVTAG_PACKED_GEMM=0 in the environment turns it off (oneDNN's linear, no extra memory).
-_PACK_STATE = {"enabled": True}
-_PACK_MIN_NUMEL = 256 * 256
-_PACKED: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}  # id(weight) -> (weight, its _version, packed)
-
-
-def fused_kernels_available(dtype: torch.dtype = torch.float32) -> bool:
-    """True when oneDNN's fused linear (`torch.ops.mkldnn._linear_pointwise`, with SiLU and with a
-    residual add) runs in `dtype` on this CPU."""
-    return kernel_available("onednn_linear", dtype) and kernel_available("onednn_linear_add", dtype)
-
-
-def packed_gemm_available() -> bool:
-    """True when this torch build has MKL's pre-packed float32 linear (`torch.ops.mkl._mkl_linear`)."""
-    return kernel_available("mkl_packed", torch.float32)
-
-
-@contextmanager
-def _switched(state: dict, enabled: bool) -> Iterator[None]:
-    before = state["enabled"]
-    state["enabled"] = enabled
-    try:
-        yield
-    finally:
-        state["enabled"] = before
-
-
-def packed_weights(enabled: bool):
-    """Context manager switching MKL-packed float32 linears on or off (on by default; benchmarks)."""
-    return _switched(_PACK_STATE, enabled)
-
-
-def _packed_weight(w: torch.Tensor, rows: int) -> torch.Tensor | None:
-    """w packed for MKL's GEMM (cached until w is modified), or None where packing does not apply."""
-    if not _PACK_STATE["enabled"] or w.dtype != torch.float32 or w.numel() < _PACK_MIN_NUMEL:
-        return None
-    if os.environ.get("UVTAG_PACKED_GEMM", "1") == "0":
-        return None
-    if w._base is not None or not w.is_contiguous():  # a view made per call would be packed per call
-        return None
-    if not packed_gemm_available():
-        return None
-    cached = _PACKED.get(id(w))
-    if cached is None or cached[0]() is not w:  # first sight of this weight
-        weakref.finalize(w, _PACKED.pop, id(w), None)  # the packed copy goes with its weight
-        cached = None
-    if cached is None or cached[1] != w._version:  # new, or modified in place since packed
-        with torch.inference_mode(False), torch.no_grad():
-            cached = (weakref.ref(w), w._version, torch.ops.mkl._mkl_reorder_linear_weight(w.detach(), rows))
-        _PACKED[id(w)] = cached
-    return cached[2]
-
-
-def fused_kernels(enabled: bool):
-    """Context manager switching the fused inference path on or off (on by default)."""
-    return _switched(_FUSED_STATE, enabled)
-
-
-def _fused_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether the fused path may run for activations x against a layer's weight."""
-    if not _FUSED_STATE["enabled"] or weight.dtype != x.dtype or torch.is_grad_enabled():
-        return False
-    if x.device.type == "cuda":
-        return x.dtype in (torch.float32, torch.bfloat16, torch.float16) and not torch.is_autocast_enabled("cuda")
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_autocast_enabled("cpu")
-
-
-def _linear2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, post: str = "none") -> torch.Tensor:
-    """x [M, K] @ w[O, K].T + b, then `post` ("none" or "swish") -> [M, O].
-
-    CPU: MKL (packed float32) or one oneDNN pass where the CPU has them for x's dtype; otherwise,
-    and on CUDA (cuBLAS adds the bias in its epilogue), ATen's linear and an in-place SiLU.
-    """
-    if x.device.type == "cpu":
-        packed = _packed_weight(w, x.shape[0])
-        if packed is not None:
-            y = torch.ops.mkl._mkl_linear(x, packed, w, b, x.shape[0])
-            return F.silu(y, inplace=True) if post == "swish" else y
-        if kernel_available("onednn_linear", x.dtype):
-            return torch.ops.mkldnn._linear_pointwise(x, w, b, post, [], "")
-    y = F.linear(x, w, b)
-    return F.silu(y, inplace=True) if post == "swish" else y
-
-
-def _linear2d_add(x: torch.Tensor, other: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """other + x @ w.T + b; x [M, K], other [M, O] -> [M, O].
-
-    CPU: MKL (packed float32) then an in-place add, or one oneDNN pass, where the CPU has them for
-    x's dtype; otherwise, and on CUDA, ATen's linear and an in-place add.
-    """
-    if x.device.type == "cpu":
-        packed = _packed_weight(w, x.shape[0])
-        if packed is not None:
-            return torch.ops.mkl._mkl_linear(x, packed, w, b, x.shape[0]).add_(other)
-        if kernel_available("onednn_linear_add", x.dtype):
-            return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, b, "add")
-    return F.linear(x, w, b).add_(other)
-
-
-def _scaled_weight(owner: nn.Module, w: torch.Tensor, scale: float) -> torch.Tensor:
-    """w * scale, cached on `owner` until w is modified, replaced, moved or cast (not in state_dict)."""
-    key = (w.data_ptr(), w._version, w.dtype, w.device, scale)
-    cached = owner.__dict__.get("_uvtag_scaled")
-    if cached is None or cached[0] != key:
-        with torch.inference_mode(False), torch.no_grad():
-            cached = (key, (w.detach() * scale).contiguous())
-        owner.__dict__["_uvtag_scaled"] = cached
-    return cached[1]
-
-
-def _layer_norm2d(x: torch.Tensor, ln: nn.LayerNorm, scale: float = 1.0) -> torch.Tensor:
-    """scale * LayerNorm(x) on [M, C], in x's dtype (the kernel accumulates in float32)."""
-    w, b = ln.weight.to(x.dtype), ln.bias.to(x.dtype)
-    if scale != 1.0:
-        w, b = w * scale, b * scale
-    return F.layer_norm(x, ln.normalized_shape, w, b, ln.eps)
 
 
 def _linspace(stop: float, n: int) -> list[float]:
@@ -369,14 +230,6 @@ class PackedAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
         nn.init.xavier_uniform_(self.in_proj_weight)
 
-    def fused_residual(self, h: torch.Tensor, residual: torch.Tensor, B: int, L: int) -> torch.Tensor:
-        """Fused path: residual + attention(h). h, residual: [B*L, C] -> [B*L, C]."""
-        C = h.shape[1]
-        qkv = _linear2d(h, self.in_proj_weight, self.in_proj_bias)  # [B*L, 3C]
-        q, k, v = qkv.view(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)  # 3 x [B, h, L, d]
-        out = F.scaled_dot_product_attention(q, k, v)  # [B, h, L, d]; the CPU kernel stores it [B, L, h, d]
-        return _linear2d_add(out.transpose(1, 2).reshape(B * L, C), residual, self.out_proj.weight, self.out_proj.bias)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Self-attention over tokens. x: [B, L, C] -> [B, L, C]."""
         B, L, C = x.shape
@@ -391,11 +244,7 @@ class PackedAttention(nn.Module):
         M, h = memory.shape[1], self.heads
         w, b = self.in_proj_weight, self.in_proj_bias
         q = F.linear(query, w[:C], b[:C]).view(B, Q, h, C // h).transpose(1, 2)  # [B, h, Q, d]
-        if _fused_ok(memory, w):
-            kv = _linear2d(memory.reshape(B * M, C), w[C:], b[C:])  # bias fused: no broadcast copy
-        else:
-            kv = F.linear(memory, w[C:], b[C:])
-        kv = kv.view(B, M, 2, h, C // h).permute(2, 0, 3, 1, 4)  # 2 x [B, h, M, d]
+        kv = F.linear(memory, w[C:], b[C:]).view(B, M, 2, h, C // h).permute(2, 0, 3, 1, 4)  # 2 x [B, h, M, d]
         out = F.scaled_dot_product_attention(q, kv[0], kv[1])  # [B, h, Q, d]
         return self.out_proj(out.transpose(1, 2).reshape(B, Q, C))
 
@@ -423,9 +272,6 @@ class LocalMHRA(nn.Module):
         return self.pos_embed(volume)
 
 
-_VOLUME_LAYOUT = {"mode": "auto"}  # "auto", "view" or "contiguous" (benchmarks switch it)
-
-
 def _to_volume(patches: torch.Tensor, n: int) -> torch.Tensor:
     """[N*T, g*g, C] patch tokens -> [N, C, T, g, g], laid out for the depthwise convolutions.
 
@@ -436,10 +282,7 @@ def _to_volume(patches: torch.Tensor, n: int) -> torch.Tensor:
     nt, hw, c = patches.shape
     g = math.isqrt(hw)
     vol = patches.view(n, nt // n, g, g, c).permute(0, 4, 1, 2, 3)
-    mode = _VOLUME_LAYOUT["mode"]
-    if mode == "contiguous" or (mode == "auto" and patches.device.type == "cuda"):
-        return vol.contiguous()
-    return vol
+    return vol.contiguous() if patches.device.type == "cuda" else vol
 
 
 def _from_volume(volume: torch.Tensor) -> torch.Tensor:
@@ -466,35 +309,19 @@ class LocalBlock(nn.Module):
         self.ln_2 = LayerNorm32(C)
         self.drop_path = DropPath(drop_path)
 
-    def _local(self, lmhra: LocalMHRA, x: torch.Tensor, n: int) -> torch.Tensor:
-        delta = _from_volume(lmhra(_to_volume(x[:, 1:], n)))  # class tokens untouched
+    def add_local(self, lmhra: LocalMHRA, x: torch.Tensor, n: int) -> torch.Tensor:
+        """x [N*T, L, C] with lmhra's residual added to its patch tokens (class tokens untouched)."""
+        delta = _from_volume(lmhra(_to_volume(x[:, 1:], n)))
         return torch.cat([x[:, :1], x[:, 1:] + self.drop_path(delta)], dim=1)
 
     def forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """x [N*T, L, C] -> [N*T, L, C]; n is the number of videos N."""
-        if _fused_ok(x, self.attn.in_proj_weight):
-            return self._forward_fused(x, n)
         if self.use_lmhra:
-            x = self._local(self.lmhra1, x, n)
+            x = self.add_local(self.lmhra1, x, n)
         x = x + self.drop_path(self.attn(self.ln_1(x)))
         if self.double:
-            x = self._local(self.lmhra2, x, n)
+            x = self.add_local(self.lmhra2, x, n)
         return x + self.drop_path(self.mlp(self.ln_2(x)))
-
-    def _forward_fused(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        """Inference-only `forward`: 5 fused linears, 2 LayerNorms and SDPA per block, no other passes."""
-        NT, L, C = x.shape
-        if self.use_lmhra:
-            x = self._local(self.lmhra1, x, n)
-        x2 = x.reshape(NT * L, C)
-        x2 = self.attn.fused_residual(_layer_norm2d(x2, self.ln_1), x2, NT, L)
-        if self.double:
-            x2 = self._local(self.lmhra2, x2.view(NT, L, C), n).reshape(NT * L, C)
-        a = QUICKGELU_ALPHA
-        fc, proj = self.mlp.c_fc, self.mlp.c_proj
-        h = _linear2d(_layer_norm2d(x2, self.ln_2, a), fc.weight, fc.bias * a, "swish")  # a * QuickGELU
-        x2 = _linear2d_add(h, x2, _scaled_weight(proj, proj.weight, 1.0 / a), proj.bias)
-        return x2.view(NT, L, C)
 
 
 # --------------------------------------------------------------------------------------------
