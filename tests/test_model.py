@@ -102,3 +102,35 @@ def test_from_official_ignores_checkpointing_and_rejects_unknown():
 def test_config_round_trips_through_plain_data():
     config = replace(ModelConfig(**TINY), frozen=True)
     assert ModelConfig(**json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_the_network_module_holds_no_engine():
+    """uniformerv2.py is the reference network only: no mutable module state, no environment, no
+    engine imports, one forward per block (the fused engine lives in uvtag.model.fast)."""
+    import __future__
+    import ast
+    import inspect
+    import types
+
+    from uvtag.model import uniformerv2 as uv
+
+    source = inspect.getsource(uv)
+    assert "environ" not in source and "getenv" not in source
+    imported = {alias.name for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names} | {node.module for node in ast.walk(ast.parse(source))
+                                            if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"os", "weakref", "contextlib", "uvtag.model.kernels", "uvtag.model.fast"}
+    for name in ("_FUSED_STATE", "_PACK_STATE", "_PACKED", "_VOLUME_LAYOUT", "fused_kernels", "packed_weights",
+                 "_packed_weight", "_scaled_weight", "_linear2d", "_fused_ok"):
+        assert not hasattr(uv, name), name
+    immutable = (int, float, str, bytes, bool, tuple, frozenset, type(None), type, types.ModuleType,
+                 types.FunctionType, __future__._Feature)
+    for name, value in vars(uv).items():
+        if name.startswith("__"):
+            continue
+        assert isinstance(value, immutable), f"uniformerv2.{name} is mutable module state ({type(value).__name__})"
+    for cls in (uv.LocalBlock, uv.GlobalDecoder, uv.PackedAttention):
+        forwards = [n for n in vars(cls) if "forward" in n or "fused" in n]
+        assert forwards == ["forward"], (cls.__name__, forwards)
+    model = build_model(ModelConfig(**TINY))
+    assert not any("forward" in m.__dict__ for m in model.modules())  # nothing installed on a built model
