@@ -381,3 +381,26 @@ def test_a_chmod_000_folder_is_a_failure(tiny_checkpoint, tree_with_barred_folde
         barred.chmod(0o755)
     assert result.exit_code == 3
     assert [r["path"] for r in read_rows(out) if r["row_type"] == "failure"] == [str(barred)]
+
+
+# ---------------------------------------------------------------- one preflight for every output
+
+
+@pytest.mark.parametrize("command", ["classify", "localize", "batch", "merge", "eval"])
+def test_every_command_refuses_a_folder_as_its_output_before_working(tiny_checkpoint, two_videos, tmp_path, command):
+    """--out naming a directory, or a file in a folder that does not exist: one line, exit 2, nothing run."""
+    video = str(sorted(Path(two_videos).iterdir())[0])
+    args = {"classify": ["classify", video, "-m", tiny_checkpoint],
+            "localize": ["localize", video, "-m", tiny_checkpoint, "--window", "1"],
+            "batch": ["batch", str(two_videos), "-m", tiny_checkpoint, "--no-isolate"],
+            "merge": ["merge", str(tmp_path / "nothing.csv")],
+            "eval": ["eval", str(tmp_path / "nothing.json"), "--gt", str(tmp_path / "gt.csv")]}[command]
+    folder = tmp_path / "a_folder.json"
+    folder.mkdir()
+    result = runner.invoke(app, args + ["--out", str(folder), "-q"])
+    assert result.exit_code == 2, result.output
+    assert one_line(result.stderr) == f"error: {folder}: is a directory; give a file name for the output"
+    missing = tmp_path / "no" / "such" / "out.json"
+    result = runner.invoke(app, args + ["--out", str(missing), "-q"])
+    assert result.exit_code == 2, result.output
+    assert one_line(result.stderr) == f"error: {missing}: the folder {missing.parent} does not exist"

@@ -26,7 +26,7 @@ from typing import Any
 
 from uvtag.batch.output import BATCH_CSV_HEADER, BATCH_FORMATS, csv_rows
 from uvtag.errors import UsageError
-from uvtag.outputs.files import ENCODING, atomic_write
+from uvtag.outputs.files import ENCODING, atomic_write, check_output
 from uvtag.outputs.formats import format_from_path
 from uvtag.results import SCHEMA_VERSION
 
@@ -194,8 +194,7 @@ def merge_outputs(sources: Sequence[str | os.PathLike[str]], out: str | os.PathL
         raise UsageError("merge needs at least one batch file")
     if any(Path(s).resolve() == target.resolve() for s in sources):
         raise UsageError(f"{target}: is also an input; write the merge to a new file")
-    if target.exists() and not overwrite:
-        raise UsageError(f"{target.name} exists; use --overwrite to replace it")
+    check_output(target, overwrite)
     summary = MergeSummary(files=len(sources))
     files = []
     for source in sources:

@@ -40,7 +40,7 @@ except ImportError:  # no flock on this platform: writers run unlocked
     fcntl = None  # type: ignore[assignment]
 
 from uvtag.errors import OutputError, UsageError
-from uvtag.outputs.files import ENCODING, atomic_write, output_error, refuse_existing, write_all
+from uvtag.outputs.files import ENCODING, atomic_write, check_output, output_error, write_all
 from uvtag.outputs.formats import csv_text, failure_record, format_score, format_sec, json_line, one_line, video_record
 from uvtag.results import SCHEMA_VERSION, Failure, VideoPrediction
 
@@ -264,8 +264,7 @@ class BatchWriter:
             raise UsageError("--resume and --overwrite cannot be used together")
         lock = _take_lock(out)  # before looking at the file: another run may be creating it
         try:
-            refuse_existing(out, resume or overwrite,
-                            "use --resume to continue it or --overwrite to replace it")
+            check_output(out, resume or overwrite, hint="use --resume to continue it or --overwrite to replace it")
             if fmt == "json":
                 writer: BatchWriter = _JsonBatchWriter.start(out, resume)
             else:

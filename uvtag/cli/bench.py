@@ -53,13 +53,14 @@ def bench(
 
     def body() -> None:
         from uvtag.bench import DEFAULT_ARCHS, ENGINES, BenchOptions, format_markdown, run_suite
+        from uvtag.outputs.files import check_output
 
         engines = tuple(engine or ("fused",))
         for e in engines:
             if e not in ENGINES:
                 raise UsageError(f"unknown engine {e!r}; choose one of {', '.join(ENGINES)}")
-        if json_out not in (None, "-") and not Path(json_out).parent.exists():
-            raise UsageError(f"{json_out}: the folder {Path(json_out).parent} does not exist")
+        if json_out not in (None, "-"):
+            check_output(json_out, overwrite=True)  # the result file is replaced on every run
         archs = tuple(arch or DEFAULT_ARCHS)
         opts = BenchOptions(
             archs=archs, precisions=tuple(precision or ()), batch_sizes=_ints(batch_sizes, "--batch-sizes") if batch_sizes else (),

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from uvtag.errors import UsageError, UvtagError
+from uvtag.errors import UvtagError
 from uvtag.results import Failure, VideoPrediction
 
 if TYPE_CHECKING:  # the tagger pulls in torch: imported where a command runs, so --help stays fast
@@ -96,8 +96,12 @@ def write_stdout(write: Callable[[TextIO], object]) -> None:
 
 
 def check_out(out: Path | None) -> None:
-    if out is not None and not out.parent.exists():
-        raise UsageError(f"{out}: the folder {out.parent} does not exist")
+    """Before any work: an --out file's folder exists and it is not a directory (whether an
+    existing file may be replaced is the writer's check, which knows about --resume)."""
+    from uvtag.outputs.files import check_output
+
+    if out is not None:
+        check_output(out, overwrite=True)
 
 
 def machine_format(out: Path | None, fmt: str | None, allowed, default: str | None) -> str | None:

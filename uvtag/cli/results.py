@@ -73,13 +73,14 @@ def eval_command(
     """
     from uvtag.eval import metrics as ev
     from uvtag.eval import readers as rd
+    from uvtag.outputs.files import check_output
 
     def body() -> int:
         check_out(out)
         if fmt not in (None, "table", "json"):
             raise UsageError(f"--format {fmt!r}: use table or json")
-        if out is not None and out.exists() and not overwrite:
-            raise UsageError(f"{out.name} exists; use --overwrite to replace it")
+        if out is not None:
+            check_output(out, overwrite)
         if not gt.exists():
             raise UsageError(f"{gt}: no such ground truth file or folder")
         if gt.is_file() and gt.suffix.lower() == ".json":

@@ -14,17 +14,29 @@ from pathlib import Path
 
 from uvtag.errors import OutputError, UsageError
 
-__all__ = ["ENCODING", "atomic_write", "fsync_dir", "output_error", "refuse_existing", "write_all"]
+__all__ = ["ENCODING", "atomic_write", "check_output", "fsync_dir", "output_error", "write_all"]
 
 ENCODING = ("utf-8", "surrogateescape")
 
 
-def refuse_existing(path: Path, overwrite: bool, hint: str) -> None:
-    """UsageError if `path` is a directory, or exists and `overwrite` is False (`hint` says what to do)."""
-    if path.is_dir():
-        raise UsageError(f"{path}: is a directory; give a file name for the output")
-    if path.exists() and not overwrite:
-        raise UsageError(f"{path.name} exists; {hint}")
+def check_output(path: str | os.PathLike[str], overwrite: bool = False, *, suffixes: tuple[str, ...] = (),
+                 wrong_suffix: str = "", hint: str = "use --overwrite to replace it") -> Path:
+    """The one preflight for a file uvtag is about to write; returns it as a Path.
+
+    Raises UsageError, before any work starts, when the name lacks one of `suffixes` (the message
+    is `wrong_suffix`), its folder does not exist, it is a directory, or it exists and `overwrite`
+    is False (`hint` says what to do instead).
+    """
+    out = Path(path)
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise UsageError(f"{out.name}: {wrong_suffix}")
+    if not out.parent.exists():
+        raise UsageError(f"{out}: the folder {out.parent} does not exist")
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory; give a file name for the output")
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out.name} exists; {hint}")
+    return out
 
 
 def output_error(path: Path, error: OSError, hint: str = "") -> OutputError:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from uvtag.errors import UsageError
-from uvtag.outputs.files import ENCODING, atomic_write, refuse_existing
+from uvtag.outputs.files import ENCODING, atomic_write, check_output
 from uvtag.results import (
     SCHEMA_VERSION,
     Failure,
@@ -340,8 +340,7 @@ LOCALIZE_WRITERS: dict[str, type[LocalizeWriter]] = {
 def write_classification(predictions: Sequence[VideoPrediction], path: str | os.PathLike[str],
                          fmt: str, *, overwrite: bool = False) -> None:
     """Write classify results to `path` atomically; an existing file needs `overwrite=True`."""
-    out = Path(path)
-    refuse_existing(out, overwrite, "use --overwrite to replace it")
+    out = check_output(path, overwrite)
     buffer = io.StringIO()
     CLASSIFY_WRITERS[fmt]().write(predictions, buffer)
     atomic_write(out, buffer.getvalue().encode(*ENCODING))
@@ -350,8 +349,7 @@ def write_classification(predictions: Sequence[VideoPrediction], path: str | os.
 def write_localization(result: LocalizationResult, path: str | os.PathLike[str], fmt: str, *,
                        overwrite: bool = False) -> None:
     """Write a localize result to `path` atomically; an existing file needs `overwrite=True`."""
-    out = Path(path)
-    refuse_existing(out, overwrite, "use --overwrite to replace it")
+    out = check_output(path, overwrite)
     buffer = io.StringIO()
     LOCALIZE_WRITERS[fmt]().write(result, buffer)
     atomic_write(out, buffer.getvalue().encode(*ENCODING))

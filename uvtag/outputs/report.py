@@ -20,7 +20,8 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from uvtag.errors import UsageError, UvtagError
+from uvtag.errors import UvtagError
+from uvtag.outputs.files import check_output
 from uvtag.results import LabelScore
 from uvtag.video.reader import open_video
 
@@ -148,11 +149,4 @@ def write_report(results_path: str | os.PathLike[str], report_path: str | os.Pat
 
 def check_report_path(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Validate a report path (.html in an existing folder, not there yet unless `overwrite`)."""
-    out = Path(path)
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise UsageError(f"{out.name}: the report is written as .html")
-    if not out.parent.exists():
-        raise UsageError(f"{out}: the folder {out.parent} does not exist")
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out.name} exists; use --overwrite to replace it")
-    return out
+    return check_output(path, overwrite, suffixes=(".html", ".htm"), wrong_suffix="the report is written as .html")

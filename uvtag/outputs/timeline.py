@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from uvtag.errors import UsageError
+from uvtag.outputs.files import check_output
 from uvtag.results import ClipPrediction, LabelScore, LocalizationResult, Segment, VideoInfo
 
 PLOT_FORMATS = ("png", "svg")
@@ -252,10 +253,8 @@ def plot_format(path: str | os.PathLike[str]) -> str:
 def save_timeline(result: LocalizationResult, path: str | os.PathLike[str], *, width: int = 1200,
                   top_classes: int = 5, overwrite: bool = False) -> None:
     """Write the timeline of `result` to `path` (.png or .svg); an existing file needs `overwrite`."""
-    out = Path(path)
-    fmt = plot_format(out)
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out.name} exists; use --overwrite to replace it")
+    fmt = plot_format(Path(path))
+    out = check_output(path, overwrite)
     if fmt == "svg":
         out.write_text(timeline_svg(result, width, top_classes), encoding="utf-8")
         return

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from uvtag.errors import UsageError, VideoError
+from uvtag.outputs.files import check_output
 from uvtag.outputs.formats import subtitle_cues
 from uvtag.results import LocalizationResult, VideoPrediction
 from uvtag.video.reader import open_video
@@ -114,14 +115,8 @@ def draw_caption(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
 
 def check_render_path(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Validate an annotated-video output path (an .mp4 in an existing folder); returns it."""
-    out = Path(path)
-    if out.suffix.lower() not in RENDER_EXTENSIONS:
-        raise UsageError(f"{out.name}: the annotated video is written as .mp4 (H.264)")
-    if not out.parent.exists():
-        raise UsageError(f"{out}: the folder {out.parent} does not exist")
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out.name} exists; use --overwrite to replace it")
-    return out
+    return check_output(path, overwrite, suffixes=RENDER_EXTENSIONS,
+                        wrong_suffix="the annotated video is written as .mp4 (H.264)")
 
 
 def render_video(src: str | os.PathLike[str], dst: str | os.PathLike[str], captions: Sequence[Caption], *,
