@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from uvtag.eval import metrics as ev
-from uvtag.eval import readers as rd
+from uvtag.batch.output import BatchWriter
 from uvtag.cli import app
 from uvtag.errors import UsageError
+from uvtag.eval import metrics as ev
+from uvtag.eval import readers as rd
 from uvtag.eval.readers import Detection, GroundTruthSegment, PredictedLabels
+from uvtag.outputs.formats import write_result
 from uvtag.results import Failure, LabelScore, VideoInfo, VideoPrediction
-from uvtag.batch.output import BatchWriter
-from uvtag.outputs.formats import write_classification
 
 runner = CliRunner()
 
@@ -168,7 +168,7 @@ def _prediction(path: str, *labels: str) -> VideoPrediction:
 def test_read_predictions_from_classify_outputs(tmp_path, suffix):
     preds = [_prediction("x/a.mp4", "run", "jump"), _prediction("x/b é.mp4", "wave", "run")]
     out = tmp_path / f"c{suffix}"
-    write_classification(preds, out, suffix[1:])
+    write_result(preds, out, suffix[1:])
     videos, failures = rd.read_predictions(out)
     assert [(v.path, [t.label for t in v.top]) for v in videos] == [
         ("x/a.mp4", ["run", "jump"]), ("x/b é.mp4", ["wave", "run"])]
@@ -206,7 +206,7 @@ def test_ground_truth_from_csv_and_from_class_folders(tmp_path):
 
 def test_eval_command_classification(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    write_classification([_prediction("v/a.mp4", "run", "jump"), _prediction("v/b.mp4", "run", "wave")],
+    write_result([_prediction("v/a.mp4", "run", "jump"), _prediction("v/b.mp4", "run", "wave")],
                          tmp_path / "pred.json", "json")
     (tmp_path / "gt.csv").write_text("path,label\nv/a.mp4,run\nv/b.mp4,wave\n")
     result = runner.invoke(app, ["eval", "pred.json", "--gt", "gt.csv", "-f", "json"], catch_exceptions=False)

@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
+from videogen import write_video
 
-from uvtag.outputs import timeline as plot
 from uvtag.cli import app
 from uvtag.errors import UsageError
-from uvtag.results import ClipPrediction, LabelScore, LocalizationResult, Segment, VideoInfo
+from uvtag.outputs import timeline as plot
 from uvtag.outputs.formats import LocalizeJson
-from videogen import write_video
+from uvtag.results import ClipPrediction, LabelScore, LocalizationResult, Segment, VideoInfo
 
 runner = CliRunner()
 DURATION = 20.0

@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from uvtag.batch.output import BATCH_CSV_COLUMNS, BATCH_FORMATS, BatchWriter
 from uvtag.errors import UsageError
+from uvtag.outputs.formats import (
+    CLASSIFY_CSV_COLUMNS,
+    CLASSIFY_WRITERS,
+    LOCALIZE_CSV_COLUMNS,
+    LOCALIZE_WRITERS,
+    format_from_path,
+    subtitle_cues,
+    write_result,
+)
 from uvtag.results import (
     SCHEMA_VERSION,
     ClipPrediction,
@@ -21,17 +31,6 @@ from uvtag.results import (
     Segment,
     VideoInfo,
     VideoPrediction,
-)
-from uvtag.batch.output import BATCH_CSV_COLUMNS, BATCH_FORMATS, BatchWriter
-from uvtag.outputs.formats import (
-    CLASSIFY_CSV_COLUMNS,
-    CLASSIFY_WRITERS,
-    LOCALIZE_CSV_COLUMNS,
-    LOCALIZE_WRITERS,
-    format_from_path,
-    subtitle_cues,
-    write_classification,
-    write_localization,
 )
 
 AWKWARD = 'dir/naïve, "quoted"\nname 🎬.mp4'
@@ -87,7 +86,7 @@ def test_format_errors_are_clear() -> None:
 
 def test_classify_csv_round_trip_with_stable_columns(tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
-    write_classification([prediction("a.mp4"), prediction(AWKWARD, 7.5)], out, "csv")
+    write_result([prediction("a.mp4"), prediction(AWKWARD, 7.5)], out, "csv")
     rows = read_csv(out)
     assert tuple(rows[0]) == CLASSIFY_CSV_COLUMNS == (
         "path", "rank", "label", "class_index", "score", "duration_sec", "num_views")
@@ -98,7 +97,7 @@ def test_classify_csv_round_trip_with_stable_columns(tmp_path: Path) -> None:
 
 def test_classify_json_and_jsonl_round_trip(tmp_path: Path) -> None:
     preds = [prediction("a.mp4"), prediction(AWKWARD)]
-    write_classification(preds, tmp_path / "r.json", "json")
+    write_result(preds, tmp_path / "r.json", "json")
     doc = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert doc["schema_version"] == SCHEMA_VERSION and doc["model"] == "k400_b16"
     assert [v["path"] for v in doc["videos"]] == ["a.mp4", AWKWARD]
@@ -107,7 +106,7 @@ def test_classify_json_and_jsonl_round_trip(tmp_path: Path) -> None:
     assert video["video"]["duration_sec"] == 20.0 and video["num_views"] == 4
     assert video["clips"][1]["start_sec"] == 10.0 and video["clips"][1]["top"][0]["score"] == 0.5
 
-    write_classification(preds, tmp_path / "r.jsonl", "jsonl")
+    write_result(preds, tmp_path / "r.jsonl", "jsonl")
     lines = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["schema_version"] for r in records] == [SCHEMA_VERSION] * 2
@@ -119,9 +118,9 @@ def test_whole_file_outputs_refuse_to_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     out.write_text("keep me")
     with pytest.raises(UsageError, match=r"r\.json exists; use --overwrite"):
-        write_classification([prediction("a.mp4")], out, "json")
+        write_result([prediction("a.mp4")], out, "json")
     assert out.read_text() == "keep me"
-    write_classification([prediction("a.mp4")], out, "json", overwrite=True)
+    write_result([prediction("a.mp4")], out, "json", overwrite=True)
     assert json.loads(out.read_text())["videos"][0]["path"] == "a.mp4"
     assert list(tmp_path.iterdir()) == [out]  # no temp file left behind
 
@@ -285,7 +284,7 @@ def localization(path: str = "/videos/v_abc123.mp4") -> LocalizationResult:
 
 
 def test_localize_json(tmp_path: Path) -> None:
-    write_localization(localization(), tmp_path / "l.json", "json")
+    write_result(localization(), tmp_path / "l.json", "json")
     doc = json.loads((tmp_path / "l.json").read_text(encoding="utf-8"))
     assert doc["schema_version"] == SCHEMA_VERSION and doc["model"] == "k400_b16"
     assert doc["params"] == {"window_sec": 4.0, "stride_sec": 2.0, "threshold": 0.3,
@@ -298,7 +297,7 @@ def test_localize_json(tmp_path: Path) -> None:
 
 
 def test_localize_csv(tmp_path: Path) -> None:
-    write_localization(localization(AWKWARD), tmp_path / "l.csv", "csv")
+    write_result(localization(AWKWARD), tmp_path / "l.csv", "csv")
     rows = read_csv(tmp_path / "l.csv")
     assert tuple(rows[0]) == LOCALIZE_CSV_COLUMNS == (
         "path", "label", "class_index", "start_sec", "end_sec", "score")
@@ -326,7 +325,7 @@ def check_activitynet(doc: object) -> None:
 
 
 def test_activitynet_json_matches_schema(tmp_path: Path) -> None:
-    write_localization(localization(), tmp_path / "l.json", "activitynet")
+    write_result(localization(), tmp_path / "l.json", "activitynet")
     doc = json.loads((tmp_path / "l.json").read_text(encoding="utf-8"))
     check_activitynet(doc)
     assert list(doc["results"]) == ["v_abc123"]
@@ -367,7 +366,7 @@ def parse_subtitles(text: str, vtt: bool) -> list[tuple[int, int, list[str]]]:
 @pytest.mark.parametrize("fmt", ["srt", "vtt"])
 def test_subtitles_parse_and_show_every_active_label(tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"l.{fmt}"
-    write_localization(localization(), out, fmt)
+    write_result(localization(), out, fmt)
     cues = parse_subtitles(out.read_text(encoding="utf-8"), vtt=fmt == "vtt")
     hop = "jump &amp; &lt;hop>" if fmt == "vtt" else "jump & <hop>"
     assert cues == [
@@ -456,12 +455,12 @@ def hostile_prediction(path: str) -> VideoPrediction:
 
 def test_classify_and_localize_csv_round_trip_cr_and_lf(tmp_path: Path) -> None:
     preds = [hostile_prediction(name) for name in CR_STRINGS]
-    write_classification(preds, tmp_path / "c.csv", "csv")
+    write_result(preds, tmp_path / "c.csv", "csv")
     rows = read_csv(tmp_path / "c.csv")
     assert [(r[0], r[2]) for r in rows[1:]] == [(p, label) for p in CR_STRINGS for label in CR_STRINGS]
     segments = tuple(Segment(name, i, 0.0, 1.0, 0.5) for i, name in enumerate(CR_STRINGS))
     result = dataclasses.replace(localization("v\r.mp4"), segments=segments)
-    write_localization(result, tmp_path / "l.csv", "csv")
+    write_result(result, tmp_path / "l.csv", "csv")
     assert [(r[0], r[1]) for r in read_csv(tmp_path / "l.csv")[1:]] == [("v\r.mp4", n) for n in CR_STRINGS]
 
 
@@ -492,3 +491,15 @@ def test_csv_text_quotes_every_line_break() -> None:
     assert csv_text([["a\rb", "c", 1]]) == '"a\rb",c,1\n'
     assert csv_text([["plain", " spaced ", ""]]) == "plain, spaced ,\n"  # unquoted, as before
     assert list(csv.reader(io.StringIO(csv_text([CR_STRINGS]), newline=""))) == [CR_STRINGS]
+
+
+def test_one_dispatch_chooses_the_writer_by_result_and_format():
+    """Writers carry their format and extension; get_writer picks by the kind of result."""
+    from uvtag.outputs.formats import get_writer
+
+    for writers in (CLASSIFY_WRITERS, LOCALIZE_WRITERS):
+        for fmt, cls in writers.items():
+            assert cls.format == fmt and cls.extension.startswith(".")
+    assert format_from_path("x.json") == "json" and format_from_path("x.srt") == "srt"
+    with pytest.raises(UsageError, match="not available"):
+        get_writer([], "srt")  # subtitles are for a localize result

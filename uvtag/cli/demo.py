@@ -27,7 +27,7 @@ def demo(
     from rich.table import Table
 
     from uvtag import synth
-    from uvtag.outputs.formats import write_classification, write_localization
+    from uvtag.outputs.formats import write_result
     from uvtag.tagger import SegmentOptions, load
 
     def body() -> int:
@@ -46,8 +46,8 @@ def demo(
         result = tagger.localize(long_path, window_sec=MOTION_WINDOW_SEC, stride_sec=MOTION_STRIDE_SEC, top=1,
                                  options=SegmentOptions(**MOTION_SEGMENTS))
         err.print(_segments_table(long_path.name, truth, result.segments))
-        write_classification(predictions, out / "classify.json", "json", overwrite=True)
-        write_localization(result, out / "localize.json", "json", overwrite=True)
+        write_result(predictions, out / "classify.json", "json", overwrite=True)
+        write_result(result, out / "localize.json", "json", overwrite=True)
         (out / "truth.csv").write_text("video,start_sec,end_sec,label\n" + "".join(
             [f"{p.name},,,{label}\n" for p, label in clips] + [f"{long_path.name},{s:.3f},{e:.3f},{label}\n" for s, e, label in truth]))
         correct = sum(p.top[0].label == label for (_, label), p in zip(clips, predictions))

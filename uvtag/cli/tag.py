@@ -71,7 +71,7 @@ def classify(
       uvtag classify a.mp4 b.mkv --top-k 3 --format json > tags.json
       uvtag classify clip.mp4 -m sthv2_uniformerv2_b16_16x224 --fast
     """
-    from uvtag.outputs.formats import CLASSIFY_FORMATS, CLASSIFY_WRITERS, write_classification
+    from uvtag.outputs.formats import CLASSIFY_FORMATS, write_result
     from uvtag.outputs.video import check_render_path, classification_captions, render_video
 
     def body() -> int:
@@ -92,9 +92,9 @@ def classify(
         if not quiet and predictions:
             err.print(top_table(f"{tagger.name} ({predictions[0].num_views} views)", predictions))
         if machine and out is not None:
-            write_classification(predictions, out, machine, overwrite=overwrite)
+            write_result(predictions, out, machine, overwrite=overwrite)
         elif machine:
-            write_stdout(lambda f: CLASSIFY_WRITERS[machine]().write(predictions, f))
+            write_stdout(lambda f: write_result(predictions, f, machine))
         if render is not None and predictions:
             render_video(videos[0], render, classification_captions(predictions[0]), max_height=render_height,
                          backend=backend, overwrite=overwrite)
@@ -238,7 +238,7 @@ def localize(
       uvtag localize long.mp4 --window 8 --stride 2 --out long.srt
       uvtag localize long.mp4 --out results.json --format activitynet
     """
-    from uvtag.outputs.formats import LOCALIZE_FORMATS, LOCALIZE_WRITERS, write_localization
+    from uvtag.outputs.formats import LOCALIZE_FORMATS, write_result
     from uvtag.outputs.timeline import plot_format, save_timeline
     from uvtag.outputs.video import check_render_path, localization_captions, render_video
     from uvtag.tagger import SegmentOptions
@@ -265,9 +265,9 @@ def localize(
                 table.add_row(f"{s.start_sec:.2f}", f"{s.end_sec:.2f}", s.label, f"{s.score:.3f}")
             err.print(table)
         if machine and out is not None:
-            write_localization(result, out, machine, overwrite=overwrite)
+            write_result(result, out, machine, overwrite=overwrite)
         elif machine:
-            write_stdout(lambda f: LOCALIZE_WRITERS[machine]().write(result, f))
+            write_stdout(lambda f: write_result(result, f, machine))
         if plot is not None:
             save_timeline(result, plot, overwrite=overwrite)
         if render is not None:

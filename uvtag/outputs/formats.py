@@ -32,7 +32,7 @@ import dataclasses
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -50,7 +50,6 @@ from uvtag.results import (
 CLASSIFY_FORMATS = ("json", "jsonl", "csv")
 LOCALIZE_FORMATS = ("json", "csv", "activitynet", "srt", "vtt")
 ALL_FORMATS = ("json", "jsonl", "csv", "activitynet", "srt", "vtt")  # every format of every command
-_EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".srt": "srt", ".vtt": "vtt"}
 
 CLASSIFY_CSV_COLUMNS = ("path", "rank", "label", "class_index", "score", "duration_sec", "num_views")
 LOCALIZE_CSV_COLUMNS = ("path", "label", "class_index", "start_sec", "end_sec", "score")
@@ -167,12 +166,17 @@ def one_line(text: str) -> str:
 class ClassifyWriter:
     """Writes a list of classified videos to an open text file."""
 
+    format: str  # the --format name
+    extension: str  # the file extension it is chosen by (json is chosen over activitynet for .json)
+
     def write(self, predictions: Sequence[VideoPrediction], file: TextIO) -> None:
         raise NotImplementedError
 
 
 class ClassifyJson(ClassifyWriter):
     """One JSON document; `model` is the first video's (each video record repeats its own)."""
+
+    format, extension = "json", ".json"
 
     def write(self, predictions: Sequence[VideoPrediction], file: TextIO) -> None:
         model = predictions[0].model if predictions else None
@@ -186,12 +190,16 @@ class ClassifyJson(ClassifyWriter):
 class ClassifyJsonl(ClassifyWriter):
     """One video record per line, for appending and streaming tools (jq, pandas.read_json)."""
 
+    format, extension = "jsonl", ".jsonl"
+
     def write(self, predictions: Sequence[VideoPrediction], file: TextIO) -> None:
         file.writelines(json_line(video_record(p)) for p in predictions)
 
 
 class ClassifyCsv(ClassifyWriter):
     """Long layout, one row per (video, rank), so any top-k fits the same columns."""
+
+    format, extension = "csv", ".csv"
 
     def write(self, predictions: Sequence[VideoPrediction], file: TextIO) -> None:
         rows: list[Sequence[Any]] = [CLASSIFY_CSV_COLUMNS]
@@ -201,9 +209,7 @@ class ClassifyCsv(ClassifyWriter):
         file.write(csv_text(rows))
 
 
-CLASSIFY_WRITERS: dict[str, type[ClassifyWriter]] = {
-    "json": ClassifyJson, "jsonl": ClassifyJsonl, "csv": ClassifyCsv,
-}
+CLASSIFY_WRITERS: dict[str, type[ClassifyWriter]] = {w.format: w for w in (ClassifyJson, ClassifyJsonl, ClassifyCsv)}
 
 
 # ---------------------------------------------------------------- localize
@@ -211,12 +217,17 @@ CLASSIFY_WRITERS: dict[str, type[ClassifyWriter]] = {
 class LocalizeWriter:
     """Writes the localization result of one video to an open text file."""
 
+    format: str
+    extension: str
+
     def write(self, result: LocalizationResult, file: TextIO) -> None:
         raise NotImplementedError
 
 
 class LocalizeJson(LocalizeWriter):
     """Everything: video info, the settings, segments and per-window top-k."""
+
+    format, extension = "json", ".json"
 
     def write(self, result: LocalizationResult, file: TextIO) -> None:
         record = {
@@ -237,6 +248,8 @@ class LocalizeJson(LocalizeWriter):
 class LocalizeCsv(LocalizeWriter):
     """Segments only, one row each; `path` first so files from many videos concatenate."""
 
+    format, extension = "csv", ".csv"
+
     def write(self, result: LocalizationResult, file: TextIO) -> None:
         rows: list[Sequence[Any]] = [LOCALIZE_CSV_COLUMNS]
         rows += [(result.path, s.label, s.index, format_sec(s.start_sec), format_sec(s.end_sec),
@@ -249,6 +262,8 @@ class ActivityNetJson(LocalizeWriter):
 
     `external_data.used` is true: UniFormerV2 starts from CLIP and Kinetics pretraining.
     """
+
+    format, extension = "activitynet", ".json"
 
     def write(self, result: LocalizationResult, file: TextIO) -> None:
         video_id = Path(result.path).stem
@@ -316,9 +331,13 @@ class _Subtitles(LocalizeWriter):
 class SrtSubtitles(_Subtitles):
     """SubRip: numbered cues, `HH:MM:SS,mmm` times."""
 
+    format, extension = "srt", ".srt"
+
 
 class VttSubtitles(_Subtitles):
     """WebVTT: `WEBVTT` header, `HH:MM:SS.mmm` times; `&`, `<` and `-->` escaped in cue text."""
+
+    format, extension = "vtt", ".vtt"
 
     header = "WEBVTT\n\n"
     separator = "."
@@ -330,26 +349,34 @@ class VttSubtitles(_Subtitles):
 
 
 LOCALIZE_WRITERS: dict[str, type[LocalizeWriter]] = {
-    "json": LocalizeJson, "csv": LocalizeCsv, "activitynet": ActivityNetJson,
-    "srt": SrtSubtitles, "vtt": VttSubtitles,
+    w.format: w for w in (LocalizeJson, LocalizeCsv, ActivityNetJson, SrtSubtitles, VttSubtitles)
 }
+# file extension -> format, from the writers: .json means json (activitynet needs --format)
+_EXTENSIONS: dict[str, str] = {}
+for _writer in (*CLASSIFY_WRITERS.values(), *LOCALIZE_WRITERS.values()):
+    _EXTENSIONS.setdefault(_writer.extension, _writer.format)
 
 
 # ---------------------------------------------------------------- whole-file output
 
-def write_classification(predictions: Sequence[VideoPrediction], path: str | os.PathLike[str],
-                         fmt: str, *, overwrite: bool = False) -> None:
-    """Write classify results to `path` atomically; an existing file needs `overwrite=True`."""
-    out = check_output(path, overwrite)
-    buffer = io.StringIO()
-    CLASSIFY_WRITERS[fmt]().write(predictions, buffer)
-    atomic_write(out, buffer.getvalue().encode(*ENCODING))
+def get_writer(result: Sequence[VideoPrediction] | LocalizationResult, fmt: str) -> ClassifyWriter | LocalizeWriter:
+    """The writer of format `fmt` for `result`: classify writers for a list of videos, localize
+    writers for a LocalizationResult (UsageError for a format that kind of result has not)."""
+    writers: Mapping[str, type] = LOCALIZE_WRITERS if isinstance(result, LocalizationResult) else CLASSIFY_WRITERS
+    if fmt not in writers:
+        raise UsageError(f"--format {fmt!r} is not available here; use one of {', '.join(writers)}")
+    return writers[fmt]()
 
 
-def write_localization(result: LocalizationResult, path: str | os.PathLike[str], fmt: str, *,
-                       overwrite: bool = False) -> None:
-    """Write a localize result to `path` atomically; an existing file needs `overwrite=True`."""
-    out = check_output(path, overwrite)
+def write_result(result: Sequence[VideoPrediction] | LocalizationResult, out: str | os.PathLike[str] | TextIO,
+                 fmt: str, *, overwrite: bool = False) -> None:
+    """Write `result` in format `fmt`: to an open text file as is, or to a path atomically (an
+    existing file needs `overwrite=True`)."""
+    writer = get_writer(result, fmt)
+    if hasattr(out, "write"):
+        writer.write(result, out)
+        return
+    path = check_output(out, overwrite)
     buffer = io.StringIO()
-    LOCALIZE_WRITERS[fmt]().write(result, buffer)
-    atomic_write(out, buffer.getvalue().encode(*ENCODING))
+    writer.write(result, buffer)
+    atomic_write(path, buffer.getvalue().encode(*ENCODING))
