@@ -9,7 +9,7 @@ see `uvtag.video.files.find_videos`) is recorded as a `Failure` too, before any 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from uvtag.batch.output import BatchWriter
-from uvtag.errors import UvtagError
+from uvtag.errors import UvtagError, describe, first_line
 from uvtag.infer.clips import prefetch
 from uvtag.infer.views import top_k
 from uvtag.infer.windows import clip_spans
@@ -84,23 +84,49 @@ def skip_completed(paths: Sequence[str | Path | UnreadableFolder], writer: Batch
 
 
 def _failure(path: str, error: BaseException) -> Failure:
-    message = str(error) if isinstance(error, UvtagError) else f"{path}: {type(error).__name__}: {error}"
-    return Failure(path, message.splitlines()[0] if message else type(error).__name__, type(error).__name__)
+    message = first_line(error, 10_000) if isinstance(error, UvtagError) else f"{path}: {describe(error)}"
+    return Failure(path, message, type(error).__name__)
 
 
-def _produce(tagger: Tagger, paths: Sequence[str], clip_sec: float | None, stride_sec: float | None):
-    """Events: ("start", path, info, spans), ("clip", path, c, clip), ("end", path), ("fail", path, error)."""
+@dataclass(frozen=True)
+class _Started:
+    path: str
+    info: VideoInfo
+    spans: list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class _Clip:
+    path: str
+    index: int  # into the video's spans
+    clip: torch.Tensor  # [3, T, H, W]
+
+
+@dataclass(frozen=True)
+class _Ended:
+    path: str
+
+
+@dataclass(frozen=True)
+class _Failed:
+    path: str
+    error: BaseException
+
+
+def _produce(tagger: Tagger, paths: Sequence[str], clip_sec: float | None, stride_sec: float | None
+             ) -> Iterator[_Started | _Clip | _Ended | _Failed]:
+    """Per video: _Started, a _Clip per span, then _Ended, or _Failed at the first error."""
     for path in paths:
         try:
             with tagger.open(path) as reader:
                 info = reader.info
                 spans = clip_spans(info.duration_sec, clip_sec or tagger.default_clip_sec(), stride_sec)
-                yield ("start", path, info, spans)
+                yield _Started(path, info, spans)
                 for c, clip in tagger.span_clips(reader, spans):
-                    yield ("clip", path, c, clip)
-            yield ("end", path)
+                    yield _Clip(path, c, clip)
+            yield _Ended(path)
         except Exception as e:  # one bad file must never end the batch
-            yield ("fail", path, e)
+            yield _Failed(path, e)
 
 
 def run_batch(tagger: Tagger, paths: Sequence[str | Path], writer: BatchWriter, *, clip_sec: float | None = None,
@@ -148,20 +174,19 @@ def run_batch(tagger: Tagger, paths: Sequence[str | Path], writer: BatchWriter, 
 
     depth = 2 * tagger.predictor.batch_size
     for event in prefetch(_produce(tagger, todo, clip_sec, stride_sec), depth=depth):
-        kind, path = event[0], event[1]
-        if kind == "start":
-            _, _, info, spans = event
-            videos[path] = _Video(path, info, spans, np.zeros((len(spans), len(tagger.labels)), np.float32), len(spans))
-        elif kind == "clip":
-            pending.append((path, event[2], event[3]))
+        if isinstance(event, _Started):
+            shape = (len(event.spans), len(tagger.labels))
+            videos[event.path] = _Video(event.path, event.info, event.spans, np.zeros(shape, np.float32), len(event.spans))
+        elif isinstance(event, _Clip):
+            pending.append((event.path, event.index, event.clip))
             if len(pending) >= tagger.predictor.batch_size:
                 run_pending()
-        elif kind == "end":
-            videos[path].ended = True
+        elif isinstance(event, _Ended):
+            videos[event.path].ended = True
             flush_ready()
         else:
-            videos.pop(path, None)
-            pending[:] = [item for item in pending if item[0] != path]
-            finish(path, _failure(path, event[2]))
+            videos.pop(event.path, None)
+            pending[:] = [item for item in pending if item[0] != event.path]
+            finish(event.path, _failure(event.path, event.error))
     run_pending()
     return summary
