@@ -2,8 +2,8 @@
 
     python tests/benchmarks/bench_decode.py [--dir /tmp/uvtag_bench] [--long-min 30] [--backends pyav,decord]
 
-Generates (once, cached in --dir; `uvtag.bench` helpers) a 60 s 720p H.264 file (x264 veryfast, keyint 250, like
-ENVIRONMENT.md section 3) and a long file made by remuxing it --long-min times (no re-encode), then prints
+Generates (once, cached in --dir; `uvtag.bench` helpers) a 60 s 720p H.264 file (x264 veryfast, keyint 250)
+and a long file made by remuxing it --long-min times (no re-encode), then prints
 frames/s for: the ffmpeg CLI (`ffmpeg -threads 2 -i f -f null -`), full decode, sparse 8-frame clip
 sampling, and the sliding-window pattern (8 frames per 2 s window, stride 1 s, converted at 224 short
 side). Finally it streams the long file with the sliding-window pattern in a fresh process and reports
