@@ -83,3 +83,15 @@ def test_nothing_imports_the_cli_back():
             assert not {m for m in imported if m.startswith("uvtag.cli")}, f"{module} imports the CLI"
         elif module != "uvtag.cli":
             assert "uvtag.cli" not in imported, f"{module} imports the app module back"
+
+
+def test_code_and_docs_describe_the_code_not_its_history():
+    """No line narrates sessions or issues, or points at documents that do not ship with the repository."""
+    import re
+
+    root = PACKAGE.parent
+    pattern = re.compile(r"\b(session|issue) \d|ENVIRONMENT\.md|UNIFORMER" + r"V2\.md|/work/|\.\./shared", re.I)
+    files = [*PACKAGE.rglob("*.py"), *(root / "tests").rglob("*.py"), root / "README.md", *(root / "weights").glob("*.md")]
+    hits = [f"{f.relative_to(root)}:{i}: {line.strip()}" for f in files if f != Path(__file__).resolve()
+            for i, line in enumerate(f.read_text(errors="replace").splitlines(), 1) if pattern.search(line)]
+    assert not hits, "\n".join(hits)
