@@ -3,10 +3,13 @@
 Run:  python tests/benchmarks/bench_ab.py --base REV [--arch k400_k710_uniformerv2_b16_8x224]
       [--precision fp32] [--batch 1 4] [--runs 7]      (prints numbers; not collected by pytest)
 
-`uvtag/model/uniformerv2.py` is loaded from git revision REV as a second module; both networks
-get the same random weights and input and are timed in turn, run after run, so that the drift of
-a shared machine hits both alike. Prints the medians, their ratio and the largest logit
-difference between the two.
+This checkout's side is the model as `Predictor` runs it on the CPU: cast to the precision, with
+the engine the Predictor installs (the fused one by default; `--engine`, and `UVTAG_PACKED_GEMM=0`
+as for uvtag itself). The base side is `uvtag/model/uniformerv2.py` loaded from git revision REV as
+a second module and run as it is: that suits a revision whose fused path lives inside
+uniformerv2.py. Both networks get the same random weights and input and are timed in turn, run
+after run (which one goes first alternates), so that the drift of a shared machine hits both
+alike. Prints the medians, their ratio and the largest logit difference between the two.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 import torch
 
 from uvtag.bench.models import bench_model
-from uvtag.infer.predict import pick_dtype
+from uvtag.infer.predict import ENGINES, Predictor, pick_dtype
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,23 +51,27 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--batch", nargs="+", type=int, default=[1, 4])
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--engine", default="fused", choices=[e for e in ENGINES if e != "compile"])
     args = ap.parse_args()
     base = load_revision(args.base)
     bm = bench_model(args.arch)
-    dtype = pick_dtype(torch.device("cpu"), args.precision, emulated_bf16=True)
-    head = bm.fresh_model().to(dtype)
+    cpu = torch.device("cpu")
+    dtype = pick_dtype(cpu, args.precision, emulated_bf16=True)
+    head = Predictor(bm.fresh_model(), cpu, dtype, engine=args.engine).model  # cast, engine installed
     old = base.build_model(base.ModelConfig(**bm.config.to_dict())).eval()
     old.load_state_dict(bm.model.state_dict())
     old = old.to(dtype)
-    print(f"{args.arch} {args.precision}, this checkout vs {args.base}, {torch.get_num_threads()} threads")
+    print(f"{args.arch} {args.precision}, this checkout ({args.engine} engine) vs {args.base}, "
+          f"{torch.get_num_threads()} threads")
     for batch in args.batch:
         cfg = bm.config
         clip = torch.randn(batch, 3, cfg.t_size, cfg.input_resolution, cfg.input_resolution).to(dtype)
         times: dict[str, list[float]] = {"this": [], "base": []}
         with torch.inference_mode():
             diff = (head(clip).float() - old(clip).float()).abs().max().item()  # also the warm-up
-            for _ in range(args.runs):
-                for name, model in (("this", head), ("base", old)):
+            for run in range(args.runs):
+                pair = (("this", head), ("base", old))
+                for name, model in pair if run % 2 == 0 else pair[::-1]:  # each goes first in turn
                     t0 = time.perf_counter()
                     model(clip)
                     times[name].append(time.perf_counter() - t0)
