@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from uvtag.errors import describe
+
 KERNELS = ("onednn_linear", "onednn_linear_add", "mkl_packed")
 
 # oneDNN's ONEDNN_MAX_CPU_ISA levels, lowest first; bfloat16 arithmetic is native from AVX512_CORE_BF16
@@ -136,7 +138,7 @@ def _probe(name: str, dtype: torch.dtype) -> str | None:
         else:
             raise ValueError(f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
     except (AttributeError, RuntimeError, NotImplementedError) as e:  # missing op, or no primitive for this CPU
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}".rstrip(": ")
+        return describe(e, 120)
     tol = 1e-4 if dtype == torch.float32 else 5e-2  # bfloat16 keeps 8 bits of mantissa
     if got.dtype != dtype or got.shape != want.shape or not torch.allclose(got.float(), want, rtol=tol, atol=tol * 8):
         return "wrong results on a probe input"
