@@ -36,7 +36,7 @@ from uvtag.model.download import resolve
 from uvtag.model.shapes import describe_config
 from uvtag.model.uniformerv2 import UniFormerV2, build_model
 from uvtag.model.weights import load_into, load_model, read_checkpoint
-from uvtag.model.zoo import CHECKPOINTS, Checkpoint, get_checkpoint
+from uvtag.model.zoo import CHECKPOINTS, KINETICS_MEAN, KINETICS_STD, Checkpoint, get_checkpoint
 from uvtag.results import ClipPrediction, Failure, LocalizationResult, VideoInfo, VideoPrediction
 from uvtag.video.isolated import IsolatedReader
 from uvtag.video.reader import VideoReader, open_video
@@ -252,7 +252,7 @@ def _checkpoint_from_uvtag(path: Path, config, meta: dict) -> Checkpoint:
         num_frames=config.t_size, input_size=config.input_resolution,
         num_clips=int(proto.get("num_clips", 1)), num_crops=int(proto.get("num_crops", 1)),
         filename=path.name, urls=(),
-        mean=tuple(proto.get("mean", (0.45, 0.45, 0.45))), std=tuple(proto.get("std", (0.225, 0.225, 0.225))),
+        mean=tuple(proto.get("mean", KINETICS_MEAN)), std=tuple(proto.get("std", KINETICS_STD)),
         channel_order=str(proto.get("channel_order", "RGB")), sampler=str(proto.get("sampler", "kinetics")),
     )
 
