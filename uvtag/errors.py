@@ -56,11 +56,16 @@ class OutputError(UvtagError):
     another uvtag run writing the same file (the message names the file and the reason)."""
 
 
+def one_line(text: object, limit: int | None = None) -> str:
+    """`text` with every run of whitespace (newlines too) made one space, at most `limit` characters."""
+    return " ".join(str(text).split())[:limit]
+
+
 def first_line(exc: BaseException, limit: int = 160) -> str:
     """An exception's message as one line: an OSError's strerror, else the first non-empty line of
     its text, else its type name; whitespace collapsed, at most `limit` characters."""
     text = getattr(exc, "strerror", None) or next((line for line in str(exc).splitlines() if line.strip()), "")
-    return " ".join(str(text).split())[:limit] or type(exc).__name__
+    return one_line(text, limit) or type(exc).__name__
 
 
 def describe(exc: BaseException, limit: int = 300) -> str:
@@ -70,5 +75,5 @@ def describe(exc: BaseException, limit: int = 300) -> str:
     """
     package = type(exc).__module__.partition(".")[0]
     name = type(exc).__name__ if package == "builtins" else f"{package}.{type(exc).__name__}"
-    text = " ".join(str(exc).split())
-    return f"{name}: {text[:limit]}" if text else name
+    text = one_line(exc, limit)
+    return f"{name}: {text}" if text else name

@@ -288,7 +288,7 @@ class ModelOptions:
     precision: str = "auto"
     batch_size: int | None = None
     backend: str | None = None
-    cache_dir: str | None = None
+    cache_dir: str | Path | None = None
     offline: bool | None = None
     isolate: bool = False
 
@@ -320,8 +320,6 @@ def load(model: str | Path = DEFAULT_MODEL, *, progress: bool = True, **options)
     `options` are the other fields of `ModelOptions` (arch, device, precision, batch_size,
     backend, cache_dir, offline, isolate); `progress` shows a bar while weights download.
     """
-    if "cache_dir" in options and options["cache_dir"] is not None:
-        options["cache_dir"] = str(options["cache_dir"])
     return ModelOptions(model, **options).load(progress)
 
 

@@ -39,9 +39,9 @@ try:
 except ImportError:  # no flock on this platform: writers run unlocked
     fcntl = None  # type: ignore[assignment]
 
-from uvtag.errors import OutputError, UsageError
+from uvtag.errors import OutputError, UsageError, one_line
 from uvtag.outputs.files import ENCODING, atomic_write, check_output, output_error, write_all
-from uvtag.outputs.formats import csv_text, failure_record, format_score, format_sec, json_line, one_line, video_record
+from uvtag.outputs.formats import csv_text, failure_record, format_score, format_sec, json_line, video_record
 from uvtag.results import SCHEMA_VERSION, Failure, VideoPrediction
 
 __all__ = ["BATCH_CSV_COLUMNS", "BATCH_CSV_HEADER", "BATCH_FORMATS", "BatchWriter", "csv_rows", "lock_path"]

@@ -69,7 +69,7 @@ def model_options(model: str, arch: str | None, device: str, precision: str, bat
     from uvtag.tagger import ModelOptions
 
     return ModelOptions(model, arch=arch, device=device, precision=precision, batch_size=batch_size, backend=backend,
-                        cache_dir=str(cache_dir) if cache_dir else None, offline=offline or None, isolate=isolate)
+                        cache_dir=cache_dir, offline=offline or None, isolate=isolate)
 
 
 def load_tagger(options: ModelOptions, quiet: bool):

@@ -38,6 +38,7 @@ from uvtag.errors import (
     UnknownModelError,
     UsageError,
     first_line,
+    one_line,
 )
 from uvtag.model.zoo import Checkpoint, get_checkpoint
 
@@ -57,8 +58,6 @@ _CHECKPOINT_SUFFIXES = (".pyth", ".pth", ".pt", ".ckpt", ".bin")
 
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())[:160]
 
 
 def cache_dir(path: str | Path | None = None) -> Path:
@@ -442,20 +441,20 @@ def _fetch(url: str, part: Path, progress: bool, limits: _Limits, max_resumes: i
         except _Stalled as e:
             raise _FetchFailed(f"stalled: {e}") from None
         except (URLError, OSError, http.client.HTTPException) as e:
-            reason = getattr(e, "reason", None) or first_line(e) or type(e).__name__
+            reason = getattr(e, "reason", None) or first_line(e)
             if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
                 reason = f"no answer in {limits.socket:g} s"
             grew = part.exists() and part.stat().st_size > offset
             if grew and resumes < max_resumes:
                 resumes += 1
                 continue
-            raise _FetchFailed(_one_line(reason)) from None
+            raise _FetchFailed(one_line(reason, 160)) from None
 
 
 def _http_reason(e: HTTPError) -> str:
     if 300 <= e.code < 400:
         return f"HTTP {e.code}: redirect loop or too many redirects"
-    return _one_line(f"HTTP {e.code} {e.reason}")
+    return one_line(f"HTTP {e.code} {e.reason}", 160)
 
 
 def _content_range_total(header: str) -> int | None:

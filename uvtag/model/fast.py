@@ -259,7 +259,7 @@ class FusedEngine:
             x2 = block.add_local(block.lmhra2, x2.view(NT, L, C), n).reshape(NT * L, C)
         a = QuickGELU.ALPHA
         fc, proj = block.mlp.c_fc, block.mlp.c_proj
-        h = self.linear(_layer_norm2d(x2, block.ln_2, a), fc.weight, fc.bias * a, "swish")  # a * QuickGELU
+        h = self.linear(_layer_norm2d(x2, block.ln_2, a), fc.weight, self.scaled_weight(fc.bias, a), "swish")  # a * QuickGELU
         x2 = self.linear_add(h, x2, self.scaled_weight(proj.weight, 1.0 / a), proj.bias)
         return x2.view(NT, L, C)
 

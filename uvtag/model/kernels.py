@@ -64,8 +64,8 @@ class CpuInfo:
     @property
     def native_bf16(self) -> bool:
         """bfloat16 runs on the CPU's own instructions: the flag, and no oneDNN cap below it."""
-        return self.bf16_flag and onednn_cap_allows_bf16(dict(self.caps).get("ONEDNN_MAX_CPU_ISA")
-                                                         or dict(self.caps).get("DNNL_MAX_CPU_ISA"))
+        caps = dict(self.caps)
+        return self.bf16_flag and onednn_cap_allows_bf16(caps.get("ONEDNN_MAX_CPU_ISA") or caps.get("DNNL_MAX_CPU_ISA"))
 
     def summary(self) -> str:
         """One line: name and the instruction sets that matter here, e.g. 'AMD EPYC: AVX2 yes, ...'."""

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from uvtag.errors import UsageError
+from uvtag.errors import UsageError, one_line
 from uvtag.outputs.files import ENCODING, atomic_write, check_output
 from uvtag.results import (
     SCHEMA_VERSION,
@@ -154,11 +154,6 @@ def format_sec(value: float) -> str:
 def format_score(value: float) -> str:
     """A score in CSV: 6 decimals."""
     return f"{value:.6f}"
-
-
-def one_line(text: str) -> str:
-    """`text` with every run of whitespace (newlines too) made one space."""
-    return " ".join(text.split())
 
 
 # ---------------------------------------------------------------- classify

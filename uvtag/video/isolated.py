@@ -35,7 +35,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from uvtag.errors import VideoError
+from uvtag.errors import VideoError, describe
 from uvtag.results import VideoInfo
 
 DEFAULT_TIMEOUT_SEC = 60.0  # per request (open, one get_frames call, or one streamed frame)
@@ -93,8 +93,6 @@ def _serve(conn, parent_pid: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
-    from uvtag.errors import describe
-
     try:
         _serve_files(conn)
     except (EOFError, BrokenPipeError, ConnectionResetError):
@@ -137,8 +135,6 @@ def _serve_files(conn) -> None:
 
 def _error_text(path: str, what: str, exc: Exception) -> str:
     """The one-line error for `exc`: a VideoError's own text, else `what` and the exception's cause."""
-    from uvtag.errors import describe
-
     if isinstance(exc, VideoError):
         return str(exc)
     return f"{path}: {what} ({describe(exc)})"
