@@ -143,8 +143,8 @@ def test_batch_csv_layout_and_flush_per_video(tmp_path: Path) -> None:
             "error")
         assert [r[0] for r in rows[1:]] == ["clip"] * 6 + ["video"] * 3
         assert rows[1] == ["clip", AWKWARD, "0.000", "10.000", "1", "run", "0", "0.700000", ""]
-        assert rows[-1] == ["video", AWKWARD, "0.000", "20.000", "1", "run", "0", "0.600000", ""]
-        assert [r[4] for r in rows[-3:]] == ["3", "2", "1"]  # rank 1 closes the block
+        assert rows[-3] == ["video", AWKWARD, "0.000", "20.000", "1", "run", "0", "0.600000", ""]
+        assert [r[4] for r in rows[-3:]] == ["1", "2", "3"]  # the clips' highest rank closes the block
         writer.write_failure(Failure("bad.mp4", "cannot decode\nframe 3", "VideoError"))
         assert read_csv(out)[-1] == ["failure", "bad.mp4", "", "", "", "", "", "",
                                      "VideoError: cannot decode frame 3"]

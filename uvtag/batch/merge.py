@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from uvtag.batch.output import BATCH_CSV_HEADER, BATCH_FORMATS, csv_rows
+from uvtag.batch.output import BATCH_CSV_HEADER, BATCH_FORMATS, CsvBlocks, csv_rows
 from uvtag.errors import UsageError
 from uvtag.outputs.files import ENCODING, atomic_write, check_output
 from uvtag.outputs.formats import format_from_path
@@ -66,12 +66,12 @@ def _read_csv(text: str, name: str) -> tuple[list[Block], bool]:
     blocks: list[Block] = []
     lines: list[str] = []
     pos = len(BATCH_CSV_HEADER)
+    ends = CsvBlocks()
     for row, raw in csv_rows(text, pos, name):
         pos += len(raw)
         lines.append(raw)
-        kind, path, rank = row[0], row[1], row[4]
-        if kind == "failure" or (kind == "video" and rank in ("1", "")):
-            blocks.append(Block(path, kind, "csv", "".join(lines)))
+        if ends.add(row[0], row[1], row[4]):
+            blocks.append(Block(row[1], row[0], "csv", "".join(lines)))
             lines = []
     return blocks, pos < len(text) or bool(lines)
 

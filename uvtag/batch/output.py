@@ -3,10 +3,12 @@
 Formats (records as in `uvtag.outputs.formats`):
     csv    columns `BATCH_CSV_COLUMNS`: row_type (clip | video | failure), path, start_sec,
            end_sec, rank, label, class_index, score, error. One `clip` row per (clip, rank), then
-           the video summary as one `video` row per rank spanning [0, duration_sec], written from
-           the last rank down to rank 1: the rank-1 `video` row is always the last row of a video,
-           so its presence proves the video complete even if a kill cut a write at a line
-           boundary. A failure is one `failure` row (path, error = "Kind: message").
+           the video summary as one `video` row per rank spanning [0, duration_sec], rank 1 first.
+           Every clip ranks as many labels as the summary, so a video is complete once its `video`
+           rows hold every rank from 1 to the highest rank of its `clip` rows (`CsvBlocks`): that
+           holds only after the summary's last row, even if a kill cut a write at a line boundary.
+           Files written with the summary from the last rank down to rank 1 read the same way.
+           A failure is one `failure` row (path, error = "Kind: message").
     jsonl  one line per video (video record) or failure ({record: "failure", path, kind, error}).
     json   one document {schema_version, model, videos: [...], failures: [...]}, rewritten
            atomically (temp file + os.replace) after every video, so it is always valid; the cost
@@ -44,7 +46,7 @@ from uvtag.outputs.files import ENCODING, atomic_write, check_output, output_err
 from uvtag.outputs.formats import csv_text, failure_record, format_score, format_sec, json_line, video_record
 from uvtag.results import SCHEMA_VERSION, Failure, VideoPrediction
 
-__all__ = ["BATCH_CSV_COLUMNS", "BATCH_CSV_HEADER", "BATCH_FORMATS", "BatchWriter", "csv_rows", "lock_path"]
+__all__ = ["BATCH_CSV_COLUMNS", "BATCH_CSV_HEADER", "BATCH_FORMATS", "BatchWriter", "CsvBlocks", "csv_rows", "lock_path"]
 
 BATCH_FORMATS = ("csv", "jsonl", "json")
 BATCH_CSV_COLUMNS = (
@@ -75,6 +77,39 @@ def csv_rows(text: str, start: int, name: str, hint: str = "") -> Iterator[tuple
             raise UsageError(f"{name}: the row near character {pos} is not uvtag's{hint}")
         pos += len(raw)
         yield row, raw
+
+
+class CsvBlocks:
+    """Tells where each block of a batch CSV ends: a `failure` row, or a video's last `video` row.
+
+    A video's block is complete once its `video` rows hold every rank from 1 to R, R being the
+    highest rank of its `clip` rows (1 if it has none), or once it has a `video` row without a
+    rank (a summary with no labels). Rows 1..R in that order (what the writer writes) and R..1
+    (files written rank 1 last) both complete on their last row and on no row before it. A row
+    of another path than the open block's starts a new block (the open one was cut short).
+    """
+
+    def __init__(self) -> None:
+        self._path: str | None = None
+        self._clip_rank = 0
+        self._ranks: set[int] = set()
+
+    def add(self, kind: str, path: str, rank: str) -> bool:
+        """Take the next row (its row_type, path and rank); True when it completes a block."""
+        if path != self._path:
+            self._path, self._clip_rank, self._ranks = path, 0, set()
+        number = int(rank) if rank.isdigit() else 0
+        if kind == "clip":
+            self._clip_rank = max(self._clip_rank, number)
+            return False
+        if kind == "video" and rank:
+            self._ranks.add(number)
+            if not self._ranks.issuperset(range(1, max(self._clip_rank, 1) + 1)):
+                return False
+        elif kind != "video" and kind != "failure":
+            return False
+        self._path = None
+        return True
 
 
 _RESUME_HINT = "; every video written before is in it: fix that and continue with --resume"
@@ -177,7 +212,12 @@ class _CsvRows(_RowCodec):
                     ls.index, format_score(ls.score), "") for rank, ls in enumerate(p.top, start=1)]
         if not summary:  # still one terminal row, with no label
             summary = [("video", p.path, format_sec(0.0), format_sec(p.info.duration_sec), "", "", "", "", "")]
-        return csv_text(rows + summary[::-1])  # rank 1 last: it marks the video complete
+        clip_rank = max((len(c.top) for c in p.clips), default=0)
+        if p.top and clip_rank > len(p.top):  # no summary row would complete the block (see CsvBlocks)
+            raise ValueError(f"{p.path}: its clips rank {clip_rank} labels, its summary {len(p.top)}")
+        if clip_rank < len(p.top):  # rank 1 last: the summary's rank R would end the block early
+            summary.reverse()
+        return csv_text(rows + summary)
 
     def failure(self, failure: Failure) -> str:
         error = one_line(f"{failure.kind}: {failure.error}")
@@ -190,13 +230,13 @@ class _CsvRows(_RowCodec):
             raise UsageError(f"{name}: not a uvtag batch CSV (its header differs); cannot resume it")
         done: set[str] = set()
         pos = keep = len(self.header)
+        blocks = CsvBlocks()
         for row, raw in csv_rows(text, pos, name, "; cannot resume it"):
             pos += len(raw)
-            kind, path, rank = row[0], row[1], row[4]
-            if kind == "failure" or (kind == "video" and rank in ("1", "")):
+            if blocks.add(row[0], row[1], row[4]):
                 keep = pos  # a block ends here
-                if kind == "video":
-                    done.add(path)
+                if row[0] == "video":
+                    done.add(row[1])
         return done, keep
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from uvtag.batch.output import CsvBlocks
 from uvtag.errors import UsageError
 from uvtag.results import Failure, LabelScore
 
@@ -111,12 +112,14 @@ def _predictions_from_csv(text: str, src: Path) -> tuple[list[PredictedLabels], 
         labels: dict[str, list[dict[str, str]]] = {}
         pending: dict[str, list[dict[str, str]]] = {}
         failures: dict[str, Failure] = {}
+        ends = CsvBlocks()
         for r in rows:
-            if r["row_type"] == "video":  # ranks come last to first; rank 1 closes the block
+            complete = ends.add(r["row_type"], r["path"], r["rank"] or "")
+            if r["row_type"] == "video":  # a block is complete on the row CsvBlocks says
                 block = pending.setdefault(r["path"], [])
                 if r["label"]:
                     block.append(r)
-                if r["rank"] in ("1", ""):
+                if complete:
                     labels[r["path"]] = pending.pop(r["path"])  # a later run's block supersedes
             elif r["row_type"] == "failure":
                 kind, _, message = r["error"].partition(": ")
