@@ -11,8 +11,12 @@ import math
 from collections.abc import Mapping
 from numbers import Real
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from uvtag.errors import UvtagError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SCHEMA_VERSION = 1  # bump when a field of a written record changes meaning or name
 
@@ -79,7 +83,11 @@ class ClipPrediction:
 
 @dataclass(frozen=True)
 class VideoPrediction:
-    """Video-level top-k labels, optionally with the per-clip results it was built from."""
+    """Video-level top-k labels, optionally with the per-clip results it was built from.
+
+    `embeddings`, when asked for (`embed=True`), holds the video embedding of each clip, float32
+    [len(clips), C] in clip order (the vectors the classifier head read); writers ignore it.
+    """
 
     path: str
     model: str
@@ -87,6 +95,7 @@ class VideoPrediction:
     top: tuple[LabelScore, ...]
     num_views: int
     clips: tuple[ClipPrediction, ...] = ()
+    embeddings: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

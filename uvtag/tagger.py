@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -198,12 +199,33 @@ class Tagger:
         for c, frames in assemble_clips(plans, prepared()):
             yield c, torch.stack(frames, dim=1)  # [3, T, c, c]
 
-    def score_spans(self, reader: VideoReader, spans: Sequence[Span]) -> np.ndarray:
-        """Class probabilities per span, float32 [len(spans), num_classes]; decoding overlaps inference."""
+    @overload
+    def score_spans(self, reader: VideoReader, spans: Sequence[Span], *, embed: Literal[False] = False) -> np.ndarray: ...
+
+    @overload
+    def score_spans(self, reader: VideoReader, spans: Sequence[Span], *,
+                    embed: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def score_spans(self, reader: VideoReader, spans: Sequence[Span], *,
+                    embed: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Class probabilities per span, float32 [len(spans), num_classes]; decoding overlaps inference.
+
+        With `embed`, (probabilities, embeddings float32 [len(spans), C]): each span's video
+        embedding, the vector the classifier head turned into its scores.
+        """
         scores = np.zeros((len(spans), len(self.labels)), np.float32)
-        for c, logits in self.predictor.stream(prefetch(self.span_clips(reader, spans), depth=2 * self.predictor.batch_size)):
+        embeddings = np.zeros((len(spans), self.embed_dim), np.float32) if embed else None
+        clips = prefetch(self.span_clips(reader, spans), depth=2 * self.predictor.batch_size)
+        for c, logits, *embedding in self.predictor.stream(clips, embed=embed):
             scores[c] = torch.softmax(logits, dim=-1).numpy()
-        return scores
+            if embeddings is not None:
+                embeddings[c] = embedding[0].numpy()
+        return scores if embeddings is None else (scores, embeddings)
+
+    @property
+    def embed_dim(self) -> int:
+        """C, the length of the model's video embedding."""
+        return self.checkpoint.config.width
 
     def _span_predictions(self, spans: Sequence[Span], scores: np.ndarray, top: int) -> tuple[ClipPrediction, ...]:
         return tuple(
@@ -216,14 +238,22 @@ class Tagger:
         return 4.0 if self.checkpoint.sampler == "sth" else 10.0
 
     def tag_clips(self, path: str | Path, *, clip_sec: float | None = None, stride_sec: float | None = None,
-                  top: int = 5) -> VideoPrediction:
-        """Labels for consecutive clips along a video plus a video summary (mean of clip scores)."""
+                  top: int = 5, embed: bool = False) -> VideoPrediction:
+        """Labels for consecutive clips along a video plus a video summary (mean of clip scores).
+
+        With `embed`, the prediction's `embeddings` holds each clip's video embedding [num_clips, C].
+        """
+        embeddings = None
         with self.open(path) as reader:
             info = reader.info
             spans = clip_spans(info.duration_sec, clip_sec or self.default_clip_sec(), stride_sec)
-            scores = self.score_spans(reader, spans)
+            if embed:
+                scores, embeddings = self.score_spans(reader, spans, embed=True)
+            else:
+                scores = self.score_spans(reader, spans)
         summary = top_k(torch.from_numpy(scores.mean(axis=0)), self.labels, top)
-        return VideoPrediction(str(path), self.name, info, summary, len(spans), self._span_predictions(spans, scores, top))
+        return VideoPrediction(str(path), self.name, info, summary, len(spans), self._span_predictions(spans, scores, top),
+                               embeddings=embeddings)
 
     def localize(self, path: str | Path, *, window_sec: float = 8.0, stride_sec: float | None = None,
                  top: int = 5, options: SegmentOptions = SegmentOptions()) -> LocalizationResult:

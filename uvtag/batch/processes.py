@@ -146,14 +146,15 @@ class _Pool:
 
 
 def run_parallel(factory: TaggerFactory, devices: Sequence[str], paths: Sequence[str | Path], writer: BatchWriter, *,
-                 clip_sec: float | None = None, stride_sec: float | None = None, top: int = 5, retries: int = 1,
-                 on_video: Callable[[str, VideoPrediction | Failure | None], None] | None = None) -> BatchSummary:
+                 clip_sec: float | None = None, stride_sec: float | None = None, top: int = 5, embed: bool = False,
+                 retries: int = 1, on_video: Callable[[str, VideoPrediction | Failure | None], None] | None = None) -> BatchSummary:
     """Tag `paths` into `writer` with one worker process per entry of `devices`.
 
     Args:
         factory: device -> Tagger, called once in each worker (e.g. `uvtag.tagger.ModelOptions`); must pickle.
         devices: one entry per worker, e.g. ["cuda:0", "cuda:1"] or ["cpu"] * 4.
-        paths, writer, clip_sec, stride_sec, top, on_video: as for `uvtag.batch.run.run_batch`.
+        paths, writer, clip_sec, stride_sec, top, embed, on_video: as for `uvtag.batch.run.run_batch`
+            (embeddings travel back with each pickled result).
         retries: times a video goes back to the queue after its worker died while tagging it.
 
     Raises:
@@ -169,7 +170,7 @@ def run_parallel(factory: TaggerFactory, devices: Sequence[str], paths: Sequence
     def finish(path: str, result: VideoPrediction | Failure) -> None:
         summary.record(writer, path, result, on_video)
 
-    pool = _Pool(factory, devices[: len(queue)], dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top))
+    pool = _Pool(factory, devices[: len(queue)], dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top, embed=embed))
     try:
         for slot in pool.slots:
             pool.start(slot)

@@ -131,13 +131,14 @@ def _cause(error: BaseException) -> str:
 def run_ray(factory: Callable[[str], Any], paths: Sequence[str | Path], writer: BatchWriter, *,
             address: str | None = None, device: str = "auto", cpus_per_actor: int = 1,
             max_actors: int | None = None, clip_sec: float | None = None, stride_sec: float | None = None,
-            top: int = 5, retries: int = 1, progress_bars: bool = False,
+            top: int = 5, embed: bool = False, retries: int = 1, progress_bars: bool = False,
             on_video: Callable[[str, VideoPrediction | Failure | None], None] | None = None) -> BatchSummary:
     """Tag `paths` into `writer` with a Ray Data actor pool (see the module docstring).
 
     Args:
         factory: device -> Tagger, run once per actor (e.g. `uvtag.tagger.ModelOptions`); must pickle.
-        paths, writer, clip_sec, stride_sec, top, on_video: as for `uvtag.batch.run.run_batch`.
+        paths, writer, clip_sec, stride_sec, top, embed, on_video: as for `uvtag.batch.run.run_batch`
+            (embeddings travel inside each pickled result).
         address: the cluster: None or "local" = `ray.init()` (RAY_ADDRESS, a cluster started on this
             machine, or a new local one), "auto", "ray://HOST:10001" or "HOST:6379". An already
             initialised Ray is used as is (and left running).
@@ -160,7 +161,7 @@ def run_ray(factory: Callable[[str], Any], paths: Sequence[str | Path], writer: 
         ray.init(address=None if address in (None, "", "local") else address, logging_level=logging.WARNING)
     try:
         _stream(ray, factory, list(todo), writer, summary, device=device, cpus_per_actor=cpus_per_actor,
-                max_actors=max_actors, job=dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top),
+                max_actors=max_actors, job=dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top, embed=embed),
                 retries=retries, progress_bars=progress_bars, on_video=on_video)
     finally:
         if started_here:

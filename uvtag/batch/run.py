@@ -58,6 +58,7 @@ class _Video:
     scores: np.ndarray
     remaining: int
     ended: bool = False
+    embeddings: np.ndarray | None = None  # [num_clips, C] when the run embeds
 
 
 def skip_completed(paths: Sequence[str | Path | UnreadableFolder], writer: BatchWriter,
@@ -130,7 +131,7 @@ def _produce(tagger: Tagger, paths: Sequence[str], clip_sec: float | None, strid
 
 
 def run_batch(tagger: Tagger, paths: Sequence[str | Path], writer: BatchWriter, *, clip_sec: float | None = None,
-              stride_sec: float | None = None, top: int = 5,
+              stride_sec: float | None = None, top: int = 5, embed: bool = False,
               on_video: Callable[[str, VideoPrediction | Failure | None], None] | None = None) -> BatchSummary:
     """Tag every video in `paths` into `writer`, skipping videos the writer already holds.
 
@@ -140,6 +141,8 @@ def run_batch(tagger: Tagger, paths: Sequence[str | Path], writer: BatchWriter, 
         writer: an open BatchWriter (its `completed()` set is skipped).
         clip_sec, stride_sec: consecutive clip length/step in seconds (default: the tagger's).
         top: labels per clip and per video.
+        embed: also keep each clip's video embedding (`VideoPrediction.embeddings`, float32
+            [num_clips, C]); scores are then the head applied to those embeddings.
         on_video: called after each video with its result (None when skipped), e.g. for progress.
     """
     summary, todo = skip_completed(paths, writer, on_video)
@@ -157,17 +160,24 @@ def run_batch(tagger: Tagger, paths: Sequence[str | Path], writer: BatchWriter, 
                 for (s, e), p in zip(v.spans, v.scores)
             )
             summary_top = top_k(torch.from_numpy(v.scores.mean(axis=0)), tagger.labels, top)
-            finish(path, VideoPrediction(path, tagger.name, v.info, summary_top, len(v.spans), clips))
+            finish(path, VideoPrediction(path, tagger.name, v.info, summary_top, len(v.spans), clips,
+                                         embeddings=v.embeddings))
 
     def run_pending() -> None:
         if not pending:
             return
-        logits = tagger.predictor.logits(torch.stack([clip for _, _, clip in pending]))
+        batch = torch.stack([clip for _, _, clip in pending])
+        if embed:
+            embeddings, logits = tagger.predictor.embed(batch)
+        else:
+            embeddings, logits = None, tagger.predictor.logits(batch)
         probs = torch.softmax(logits, dim=-1).numpy()
-        for (path, c, _), p in zip(pending, probs):
+        for row, ((path, c, _), p) in enumerate(zip(pending, probs)):
             v = videos.get(path)
             if v is not None:  # None: the video failed after this clip was queued
                 v.scores[c] = p
+                if v.embeddings is not None:
+                    v.embeddings[c] = embeddings[row].numpy()
                 v.remaining -= 1
         pending.clear()
         flush_ready()
@@ -176,7 +186,9 @@ def run_batch(tagger: Tagger, paths: Sequence[str | Path], writer: BatchWriter, 
     for event in prefetch(_produce(tagger, todo, clip_sec, stride_sec), depth=depth):
         if isinstance(event, _Started):
             shape = (len(event.spans), len(tagger.labels))
-            videos[event.path] = _Video(event.path, event.info, event.spans, np.zeros(shape, np.float32), len(event.spans))
+            vectors = np.zeros((len(event.spans), tagger.embed_dim), np.float32) if embed else None
+            videos[event.path] = _Video(event.path, event.info, event.spans, np.zeros(shape, np.float32),
+                                        len(event.spans), embeddings=vectors)
         elif isinstance(event, _Clip):
             pending.append((event.path, event.index, event.clip))
             if len(pending) >= tagger.predictor.batch_size:

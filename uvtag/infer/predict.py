@@ -1,7 +1,9 @@
 """The only code that calls the model: device and precision choice, batched forward passes.
 
 Clips go in as float32 [B, 3, T, H, W] (normalised, on the CPU); logits come back as float32
-[B, num_classes] on the CPU, whatever the device and precision used inside.
+[B, num_classes] on the CPU, whatever the device and precision used inside. `embed` gives the
+video embeddings too (float32 [B, C], the vector the classifier head reads) with the logits the
+head makes of them: in eager mode the same numbers as `logits` for the same batches.
 
 Choices (each kept because `uvtag bench` measured it, see the README's benchmark table):
 - the engine, chosen once per predictor: "fused" (the default) installs `uvtag.model.fast`'s
@@ -26,7 +28,7 @@ Choices (each kept because `uvtag bench` measured it, see the README's benchmark
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -138,9 +140,13 @@ class Predictor:
         else:
             restore(self.model)  # compiled graphs are traced through the reference forwards
         self._call = self.model
+        self._embed_call = None  # made on first use of `embed`: only its callers pay for a second compile
         if engine == "compile":
-            mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs for fixed shapes
-            self._call = torch.compile(self.model, dynamic=False, mode=mode)
+            self._call = self._compiled(self.model)
+
+    def _compiled(self, fn):
+        mode = "reduce-overhead" if self.device.type == "cuda" else None  # CUDA graphs for fixed shapes
+        return torch.compile(fn, dynamic=False, mode=mode)
 
     def _autocast(self):
         if self.dtype == torch.float32 or self.cast_weights:
@@ -157,11 +163,22 @@ class Predictor:
 
     def _forward(self, clips: torch.Tensor) -> torch.Tensor:
         n = clips.shape[0]
+        with torch.inference_mode(), self._autocast(), self._no_tf32():
+            return self._call(self._input(clips))[:n].float().cpu()
+
+    def _forward_embed(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = clips.shape[0]
+        if self._embed_call is None:
+            self._embed_call = self._compiled(self.model.embed) if self.engine == "compile" else self.model.embed
+        with torch.inference_mode(), self._autocast(), self._no_tf32():
+            embeddings, logits = self._embed_call(self._input(clips))
+            return embeddings[:n].float().cpu(), logits[:n].float().cpu()
+
+    def _input(self, clips: torch.Tensor) -> torch.Tensor:
+        n = clips.shape[0]
         if self.engine == "compile" and n < self.batch_size:  # one shape for the compiled graph: pad, then drop
             clips = torch.cat([clips, clips[-1:].expand(self.batch_size - n, *clips.shape[1:])])
-        clips = self._to_device(clips)
-        with torch.inference_mode(), self._autocast(), self._no_tf32():
-            return self._call(clips)[:n].float().cpu()
+        return self._to_device(clips)
 
     @contextmanager
     def _no_tf32(self):
@@ -191,15 +208,26 @@ class Predictor:
     def logits(self, clips: torch.Tensor) -> torch.Tensor:
         """clips float [B, 3, T, H, W] -> logits float32 [B, num_classes] on the CPU."""
         with self._threads():
-            return self._logits(clips)
+            (logits,) = self._batched(clips, lambda chunk: (self._forward(chunk),), 1)
+            return logits
 
-    def _logits(self, clips: torch.Tensor) -> torch.Tensor:
-        out = []
+    def embed(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """clips float [B, 3, T, H, W] -> (embeddings float32 [B, C], logits float32 [B, num_classes]),
+        both on the CPU; logits = the head applied to the embeddings (batched as `logits`)."""
+        with self._threads():
+            embeddings, logits = self._batched(clips, self._forward_embed, 2)
+            return embeddings, logits
+
+    def _batched(self, clips: torch.Tensor, run: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+                 outputs: int) -> tuple[torch.Tensor, ...]:
+        """`run` over chunks of `batch_size` clips, its `outputs` tensors concatenated per position
+        (empty tensors for no clips); on out-of-memory the batch size is halved and the chunk retried."""
+        out: list[tuple[torch.Tensor, ...]] = []
         start = 0
         while start < clips.shape[0]:
             chunk = clips[start : start + self.batch_size]
             try:
-                out.append(self._forward(chunk))
+                out.append(run(chunk))
             except torch.OutOfMemoryError:
                 if self.batch_size == 1:
                     raise
@@ -207,17 +235,27 @@ class Predictor:
                 self.batch_size = max(1, self.batch_size // 2)  # back off and retry this chunk
                 continue
             start += chunk.shape[0]
-        return torch.cat(out) if out else torch.empty(0)
+        if not out:
+            return tuple(torch.empty(0) for _ in range(outputs))
+        return tuple(torch.cat(parts) for parts in zip(*out))
 
-    def stream(self, items: Iterable[tuple[object, torch.Tensor]]) -> Iterator[tuple[object, torch.Tensor]]:
-        """Batch (key, clip [3, T, H, W]) pairs across calls; yields (key, logits [num_classes]) in order."""
+    def stream(self, items: Iterable[tuple[object, torch.Tensor]], *, embed: bool = False) -> Iterator[tuple]:
+        """Batch (key, clip [3, T, H, W]) pairs across calls; yields, in order, (key, logits
+        [num_classes]), or with `embed` (key, logits [num_classes], embedding [C])."""
         keys: list[object] = []
         clips: list[torch.Tensor] = []
         for key, clip in items:
             keys.append(key)
             clips.append(clip)
             if len(clips) >= self.batch_size:
-                yield from zip(keys, self.logits(torch.stack(clips)))
+                yield from self._rows(keys, torch.stack(clips), embed)
                 keys, clips = [], []
         if clips:
-            yield from zip(keys, self.logits(torch.stack(clips)))
+            yield from self._rows(keys, torch.stack(clips), embed)
+
+    def _rows(self, keys: list[object], clips: torch.Tensor, embed: bool) -> Iterator[tuple]:
+        if not embed:
+            yield from zip(keys, self.logits(clips))
+            return
+        embeddings, logits = self.embed(clips)
+        yield from zip(keys, logits, embeddings)

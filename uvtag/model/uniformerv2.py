@@ -381,8 +381,8 @@ class Transformer(nn.Module):
         tokens = torch.cat([x[:, :1], x[:, 1:] + pos], dim=1)  # a new tensor: the stream is untouched
         return tokens.view(n, (nt // n) * L, C)  # time-major, then token
 
-    def forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        """x [N*T, L, C] -> logits [N, num_classes]."""
+    def features(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """x [N*T, L, C] -> the video embedding [N, C]: the vector the head (`proj`) reads."""
         query = self.temporal_cls_token.expand(n, -1, -1).to(x.dtype)  # [N, 1, C]
         j = 0
         for i, block in enumerate(self.resblocks):
@@ -396,7 +396,11 @@ class Transformer(nn.Module):
             frame_cls = x[:, 0].view(n, nt // n, C).mean(dim=1)  # last block's class tokens, mean over T
             w = torch.sigmoid(self.balance)
             feature = (1 - w) * feature + w * frame_cls
-        return self.proj(feature)
+        return feature
+
+    def forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """x [N*T, L, C] -> logits [N, num_classes]."""
+        return self.proj(self.features(x, n))
 
 
 class VideoViT(nn.Module):
@@ -416,15 +420,22 @@ class VideoViT(nn.Module):
         self.ln_pre = LayerNorm32(C)
         self.transformer = Transformer(cfg)
 
+    def features(self, clip: torch.Tensor) -> torch.Tensor:
+        """clip [N, 3, T_in, R, R] -> video embedding [N, C] (what the head reads)."""
+        return self.transformer.features(*self._tokens(clip))
+
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         """clip [N, 3, T_in, R, R] -> logits [N, num_classes]."""
+        return self.transformer(*self._tokens(clip))
+
+    def _tokens(self, clip: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """clip [N, 3, T_in, R, R] -> (token stream [N*T, L, C], N)."""
         n = clip.shape[0]
         x = self.conv1(clip)  # [N, C, T, g, g]
         x = _from_volume(x)  # [N*T, g*g, C]
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)  # [N*T, L, C]
-        x = self.ln_pre(x)
-        return self.transformer(x, n)
+        return self.ln_pre(x), n
 
 
 class UniFormerV2(nn.Module):
@@ -456,6 +467,23 @@ class UniFormerV2(nn.Module):
         """clip: float [N, 3, T, H, W], normalised. Returns raw logits [N, num_classes]."""
         self.check_input(clip)
         return self.backbone(clip)
+
+    def embed(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """clip: float [N, 3, T, H, W], normalised. Returns (video embedding [N, C], raw logits
+        [N, num_classes]), the logits being `head(embedding)`: the numbers `forward` gives."""
+        self.check_input(clip)
+        feature = self.backbone.features(clip)
+        return feature, self.head(feature)
+
+    @property
+    def head(self) -> nn.Sequential:
+        """The classifier: embedding [N, C] -> logits [N, num_classes] (LayerNorm, Dropout, Linear)."""
+        return self.backbone.transformer.proj
+
+    @property
+    def embed_dim(self) -> int:
+        """C, the length of a video embedding."""
+        return self.config.width
 
 
 def build_model(config: ModelConfig) -> UniFormerV2:
