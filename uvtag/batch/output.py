@@ -48,7 +48,7 @@ from uvtag.results import SCHEMA_VERSION, Failure, VideoPrediction
 
 __all__ = ["BATCH_CSV_COLUMNS", "BATCH_CSV_HEADER", "BATCH_FORMATS", "BatchWriter", "CsvBlocks", "csv_rows", "lock_path"]
 
-BATCH_FORMATS = ("csv", "jsonl", "json")
+BATCH_FORMATS = ("csv", "jsonl", "json", "sqlite")  # sqlite: the tag index, `uvtag.index.writer.IndexWriter`
 BATCH_CSV_COLUMNS = (
     "row_type", "path", "start_sec", "end_sec", "rank", "label", "class_index", "score", "error"
 )
@@ -282,7 +282,8 @@ class BatchWriter:
     @classmethod
     def open(cls, path: str | os.PathLike[str], fmt: str, resume: bool = False,
              overwrite: bool = False) -> BatchWriter:
-        """Open `path` for a batch in format `fmt` (csv, jsonl or json).
+        """Open `path` for a batch in format `fmt` (csv, jsonl, json, or sqlite: an `IndexWriter`,
+        same interface, serialised by SQLite's lock instead of `<out>.lock`).
 
         Args:
             path: output file.
@@ -302,6 +303,10 @@ class BatchWriter:
             raise UsageError(f"batch cannot write {fmt!r}; use one of {', '.join(BATCH_FORMATS)}")
         if resume and overwrite:
             raise UsageError("--resume and --overwrite cannot be used together")
+        if fmt == "sqlite":
+            from uvtag.index.writer import IndexWriter
+
+            return IndexWriter.open(out, resume, overwrite)  # type: ignore[return-value]
         lock = _take_lock(out)  # before looking at the file: another run may be creating it
         try:
             check_output(out, resume or overwrite, hint="use --resume to continue it or --overwrite to replace it")

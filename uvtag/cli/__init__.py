@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from uvtag import __version__
-from uvtag.cli import bench, demo, models, results, tag, train
+from uvtag.cli import bench, demo, index, models, results, tag, train
 
 app = typer.Typer(
     name="uvtag",
@@ -42,4 +42,6 @@ for _command in (tag.classify, tag.batch, tag.localize, models.models, models.do
     app.command()(_command)
 app.command(name="eval")(results.eval_command)
 for _command in (train.train, demo.demo, results.merge, bench.bench):
+    app.command()(_command)
+for _command in (index.search, index.similar):
     app.command()(_command)

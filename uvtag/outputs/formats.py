@@ -350,6 +350,7 @@ LOCALIZE_WRITERS: dict[str, type[LocalizeWriter]] = {
 _EXTENSIONS: dict[str, str] = {}
 for _writer in (*CLASSIFY_WRITERS.values(), *LOCALIZE_WRITERS.values()):
     _EXTENSIONS.setdefault(_writer.extension, _writer.format)
+_EXTENSIONS.update({".sqlite": "sqlite", ".db": "sqlite"})  # batch's tag index (uvtag.index)
 
 
 # ---------------------------------------------------------------- whole-file output
