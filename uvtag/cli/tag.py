@@ -106,8 +106,9 @@ def classify(
 
 def batch(
     inputs: Annotated[list[Path], typer.Argument(help="Video files and folders (searched recursively).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv, .jsonl or .json.")],
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="csv, jsonl or json (default: from --out).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv, .jsonl, .json, or .sqlite/.db (a tag index for `uvtag search`).")],
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="csv, jsonl, json or sqlite (default: from --out).")] = None,
+    embed: Annotated[bool, typer.Option("--embed", help="Also store each video's embedding (the tag index only), for `uvtag similar`.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an existing output; skip videos already in it.")] = False,
     overwrite: OverwriteOpt = False,
     clip_sec: Annotated[Optional[float], typer.Option("--clip", help="Clip length in SECONDS (default 10; 4 for Something-Something).")] = None,
@@ -155,6 +156,8 @@ def batch(
     def body() -> int:
         check_out(out)
         chosen = format_from_path(out, fmt, BATCH_FORMATS)
+        if embed and chosen != "sqlite":
+            raise UsageError("--embed stores embeddings in a tag index: give --out NAME.sqlite")
         if report is not None:
             check_report_path(report, overwrite or resume)
         paths = find_videos(inputs, parse_extensions(ext), report_unreadable=True)
@@ -181,7 +184,7 @@ def batch(
                         err.print(f"[yellow]skipping[/yellow] {escape(result.error)}", soft_wrap=True)
                     bar.update(task, advance=1, note=Path(path).name)
 
-                job = dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top_k, on_video=on_video)
+                job = dict(clip_sec=clip_sec, stride_sec=stride_sec, top=top_k, embed=embed, on_video=on_video)
                 if ray is not None:
                     from uvtag.batch.ray import run_ray
 
