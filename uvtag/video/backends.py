@@ -57,6 +57,17 @@ def _rotate(arr: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(arr, k=k)) if k else arr
 
 
+def yuv420_planes(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A planar 4:2:0 av.VideoFrame's planes as decoded, stored (not rotated): uint8 Y [H, W],
+    U and V [ceil(H/2), ceil(W/2)], copied out of FFmpeg's padded rows. Any other pixel format
+    is a ValueError."""
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        raise ValueError(f"not a planar 4:2:0 frame: {frame.format.name}")
+    return tuple(
+        np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].copy() for p in frame.planes[:3]
+    )
+
+
 def _stored_size(size: Size, rotation: int) -> Size:
     """The (h, w) to scale the stored picture to so that it is `size` after rotation."""
     if size is None or rotation % 180 == 0:
