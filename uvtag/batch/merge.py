@@ -12,7 +12,10 @@ last complete video), keeps one block per video, and writes one batch file in th
   every video missing from all files is reported; without it, the order is first seen.
 
 csv merges only with csv (the CSV layout drops the video metadata json/jsonl carry); json and
-jsonl mix freely. Paths are matched exactly as written, so run every shard with the same inputs.
+jsonl mix freely. A tag index (sqlite, `uvtag.index`) reads and writes like json/jsonl, and takes
+csv files too (their videos without the metadata CSV lacks, their model the other files'); it is
+built in a temp file and renamed into place. Paths are matched exactly as written, so run every
+shard with the same inputs.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from uvtag.batch.output import BATCH_CSV_HEADER, BATCH_FORMATS, CsvBlocks, csv_r
 from uvtag.errors import UsageError
 from uvtag.outputs.files import ENCODING, atomic_write, check_output
 from uvtag.outputs.formats import format_from_path
-from uvtag.results import SCHEMA_VERSION
+from uvtag.results import SCHEMA_VERSION, ClipPrediction, Failure, LabelScore, VideoInfo, VideoPrediction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +121,10 @@ def read_batch_file(path: str | os.PathLike[str], fmt: str | None = None) -> tup
     """
     source = Path(path)
     chosen = format_from_path(source, fmt, BATCH_FORMATS)
+    if chosen == "sqlite":
+        from uvtag.index.records import read_records
+
+        return [_record_block(r, "json", "", f"{source}: a video") for r in read_records(source)], False
     try:
         text = source.read_bytes().decode(*ENCODING)
     except OSError as e:
@@ -161,7 +168,7 @@ def merged_text(blocks: Sequence[Block], fmt: str) -> str:
         UsageError: csv blocks into json/jsonl or the reverse.
     """
     if any((b.fmt == "csv") != (fmt == "csv") for b in blocks):
-        raise UsageError("csv batch files merge only into csv, and json/jsonl only into json/jsonl")
+        raise UsageError("csv batch files merge only into csv or sqlite, and json/jsonl/sqlite only into json, jsonl or sqlite")
     if fmt == "csv":
         return BATCH_CSV_HEADER + "".join(b.text for b in blocks)
     if fmt == "jsonl":
@@ -206,5 +213,35 @@ def merge_outputs(sources: Sequence[str | os.PathLike[str]], out: str | os.PathL
     if len(models) > 1:
         raise UsageError(f"the files hold videos tagged by different models ({', '.join(models)}); merge each model apart")
     blocks = pick_blocks(files, expected, summary)
+    if chosen == "sqlite":
+        from uvtag.index.writer import write_database
+
+        write_database(target, [_block_result(b, models[0] if models else None) for b in blocks])
+        return summary
     atomic_write(target, merged_text(blocks, chosen).encode(*ENCODING))
     return summary
+
+
+def _block_result(block: Block, model: str | None) -> VideoPrediction | Failure:
+    """The result a block holds, for a tag index (`model` for blocks that name none: csv)."""
+    from uvtag.index.records import result_from_record
+
+    if block.record is not None:
+        return result_from_record(block.record, model)
+    rows = [row for row, _ in csv_rows(block.text, 0, block.path)]
+    if block.kind == "failure":
+        kind, _, error = rows[0][8].partition(": ")
+        return Failure(block.path, error, kind) if error else Failure(block.path, kind)
+    clips: list[tuple[float, float, list[LabelScore]]] = []
+    top: list[LabelScore] = []
+    duration = 0.0
+    for kind, _, start, end, rank, label, index, score, _ in rows:
+        if kind == "clip" and (rank == "1" or not clips):
+            clips.append((float(start), float(end), []))
+        if kind == "video":
+            duration = float(end)
+        if label:
+            (clips[-1][2] if kind == "clip" else top).append(LabelScore(label, int(index), float(score)))
+    info = VideoInfo(block.path, 0, 0.0, duration, 0, 0)
+    return VideoPrediction(block.path, model or "", info, tuple(top), len(clips),
+                           tuple(ClipPrediction(s, e, tuple(labels)) for s, e, labels in clips))

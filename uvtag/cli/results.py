@@ -131,9 +131,9 @@ def _detection_table(report) -> Table:
 
 
 def merge(
-    files: Annotated[list[Path], typer.Argument(help="Batch outputs to combine (.csv, .jsonl or .json).", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(help="Batch outputs to combine (.csv, .jsonl, .json or a .sqlite tag index).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Merged file; the format follows the extension.")],
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="csv, jsonl or json (default: from --out).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="csv, jsonl, json or sqlite (default: from --out).")] = None,
     inputs: Annotated[Optional[list[Path]], typer.Option("--inputs", "-i", help="The video files and folders the shards were given (repeat the option): output in that order, missing videos reported.")] = None,
     ext: Annotated[Optional[str], typer.Option(help="Extensions picked up in --inputs folders, as for batch.")] = None,
     overwrite: OverwriteOpt = False,
@@ -149,6 +149,7 @@ def merge(
 
       uvtag merge part-*.jsonl --out labels.jsonl --inputs ./videos
       uvtag merge a.csv b.csv --out all.csv
+      uvtag merge part-*.jsonl --out tags.sqlite
     """
     from uvtag.batch.merge import merge_outputs
     from uvtag.video.files import find_videos, parse_extensions

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from uvtag.errors import OutputError, UsageError, one_line
 from uvtag.index.schema import connect_writer, meta
-from uvtag.outputs.files import check_output
+from uvtag.outputs.files import check_output, fsync_dir, output_error
 from uvtag.results import Failure, VideoPrediction
 
 _RESUME_HINT = "; every video committed before is in it: fix that and continue with --resume"
@@ -219,3 +220,42 @@ class IndexWriter:
 def _or_none(value: Any) -> Any:
     """A metadata value, None where the source left it out (0 or empty)."""
     return value if value else None
+
+
+def write_database(path: str | os.PathLike[str], results: Iterable[VideoPrediction | Failure]) -> int:
+    """Write `results` (videos and failures, one each) as a new tag index at `path`, atomically:
+    built in a temp file beside it, which replaces `path` only once complete (an existing
+    database at `path` is replaced). Returns the number of videos written.
+
+    Raises:
+        UsageError: results of two models, or of two label lists.
+        OutputError: the file cannot be written.
+    """
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    written = 0
+    try:
+        _remove_database(tmp)
+        with IndexWriter.open(tmp, overwrite=True, durable=False) as writer:
+            for result in results:
+                if isinstance(result, Failure):
+                    writer.write_failure(result)
+                else:
+                    writer.write_video(result)
+                    written += 1
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            for stale in (out.with_name(out.name + "-wal"), out.with_name(out.name + "-shm")):
+                if stale.exists():
+                    stale.unlink()  # another database's log must never be applied to this one
+            os.replace(tmp, out)
+        except OSError as e:
+            raise output_error(out, e, "; it was left untouched") from None
+        fsync_dir(out.parent)
+    finally:
+        _remove_database(tmp)
+    return written
