@@ -29,6 +29,7 @@ import torch
 
 from uvtag.errors import CheckpointError, UsageError, UvtagError, describe
 from uvtag.infer.clips import assemble_clips, needed_frames, prefetch
+from uvtag.infer.device_prep import ClipPrep, prepare_frame
 from uvtag.infer.predict import Predictor, default_batch_size, pick_device, pick_dtype
 from uvtag.infer.segments import to_segments
 from uvtag.infer.views import aggregate, check_view_count, official_views, top_k
@@ -52,6 +53,7 @@ from uvtag.video.transforms import (
     to_views,
 )
 
+PREPROCESS = ("host", "uint8", "device")  # see Tagger
 DEFAULT_MODEL = "k400_k710_uniformerv2_b16_8x224"  # Kinetics-400, B/16, on the author's HF mirror too
 Span = tuple[float, float]
 
@@ -79,11 +81,18 @@ class Tagger:
         backend: force a video backend ("pyav", "decord", "opencv"); None = automatic.
         isolate: decode in child processes (reused from file to file), so a decoder crash or hang
             costs that video only; `decode_timeout_sec` bounds each decode request.
+        preprocess: how `span_clips` (batch, localize) prepares frames: "host" (normalised on the
+            CPU), "uint8" (the decoder resizes, the uint8 crop crosses to the model's device and
+            is normalised there: the same clips) or "device" (full-size uint8 frames cross and
+            are resized there too: within a few levels, see `uvtag.infer.device_prep`).
     """
 
     def __init__(self, model: UniFormerV2, checkpoint: Checkpoint, labels: Sequence[str], *,
                  device: str = "auto", precision: str = "auto", batch_size: int | None = None,
-                 backend: str | None = None, isolate: bool = False, decode_timeout_sec: float = 60.0) -> None:
+                 backend: str | None = None, isolate: bool = False, decode_timeout_sec: float = 60.0,
+                 preprocess: str = "host") -> None:
+        if preprocess not in PREPROCESS:
+            raise UsageError(f"unknown preprocess {preprocess!r}; choose one of {', '.join(PREPROCESS)}")
         if len(labels) != checkpoint.config.num_classes:
             raise CheckpointError(f"{len(labels)} class names for a model with {checkpoint.config.num_classes} classes")
         dev = pick_device(device)
@@ -92,6 +101,7 @@ class Tagger:
         self.backend = backend
         self.isolate = isolate
         self.decode_timeout_sec = decode_timeout_sec
+        self.preprocess = preprocess
         self.predictor = Predictor(model, dev, pick_dtype(dev, precision), batch_size or default_batch_size(model, dev))
 
     @property
@@ -191,8 +201,14 @@ class Tagger:
         size = resized_shape(reader.info.height, reader.info.width, ck.input_size)
         crop = spatial_indices(1, ck.sampler)
 
+        prep, device = ClipPrep.for_checkpoint(ck), self.predictor.device
+
         def prepared():
-            for index, frame in reader.iter_frames(needed_frames(plans), size=size):
+            decode_size = None if self.preprocess == "device" else size  # "device" resizes on the device
+            for index, frame in reader.iter_frames(needed_frames(plans), size=decode_size):
+                if self.preprocess != "host":
+                    yield index, prepare_frame(frame, prep, device)  # [3, c, c] on the model's device
+                    continue
                 view = to_views(frame[None], ck.input_size, ck.mean, ck.std, crop, ck.channel_order)
                 yield index, view[0, :, 0]  # [3, c, c], normalised and cropped once per frame
 

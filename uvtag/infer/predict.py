@@ -155,7 +155,7 @@ class Predictor:
 
     def _to_device(self, clips: torch.Tensor) -> torch.Tensor:
         """Host batch -> model input: pinned + non-blocking on CUDA, cast when the weights are."""
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and clips.device.type == "cpu":  # clips prepared on the GPU stay there
             if not clips.is_pinned():
                 clips = clips.pin_memory()
             clips = clips.to(self.device, non_blocking=True)
