@@ -136,3 +136,58 @@ class LocalizationResult:
     labels: tuple[str, ...] = field(default=(), repr=False)
     # settings that produced `segments` (threshold, smooth_windows, ...), written to the JSON output
     params: Mapping[str, float | int | str | bool | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VideoFeatures:
+    """The video embeddings of one video's windows (`Tagger.features`), for downstream models.
+
+    `features` is float32 [len(spans), C], in time order: row i is the embedding (the vector the
+    classifier head reads) of the clip sampled from window `spans[i]`. Windows start every
+    `stride_sec` and last `window_sec`, except that the last one is shifted back to end at the
+    video's end, and a video shorter than one window gets the single window [0, duration_sec].
+    """
+
+    path: str
+    model: str
+    info: VideoInfo
+    window_sec: float
+    stride_sec: float
+    sampled_frames: int  # frames the model samples from each window (its clip length)
+    spans: tuple[tuple[float, float], ...]
+    features: np.ndarray = field(compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for start, end in self.spans:
+            _check_span("window", start, end)
+
+    @property
+    def embed_dim(self) -> int:
+        """C, the length of one row."""
+        return int(self.features.shape[1])
+
+    @property
+    def num_frames(self) -> float:
+        """Video frames one window spans (`window_sec * fps`; `num_frames` in ActionFormer's configs)."""
+        return round(self.window_sec * self.info.fps, 6)
+
+    @property
+    def feat_stride(self) -> float:
+        """Video frames between window starts (`stride_sec * fps`; ActionFormer's `feat_stride`)."""
+        return round(self.stride_sec * self.info.fps, 6)
+
+    def pooled(self) -> np.ndarray:
+        """The mean of the rows, float32 [C] (summed in float64)."""
+        import numpy  # here, not at the top: the CLI imports this module and keeps `--help` fast
+
+        return self.features.mean(axis=0, dtype=numpy.float64).astype(numpy.float32)
+
+    @classmethod
+    def from_prediction(cls, prediction: VideoPrediction, window_sec: float, stride_sec: float,
+                        sampled_frames: int) -> VideoFeatures:
+        """The features of a `VideoPrediction` made with embeddings (`tag_clips(..., embed=True)`)."""
+        if prediction.embeddings is None:
+            raise ValueError(f"{prediction.path}: the prediction was made without embeddings")
+        spans = tuple((c.start_sec, c.end_sec) for c in prediction.clips)
+        return cls(prediction.path, prediction.model, prediction.info, window_sec, stride_sec, sampled_frames,
+                   spans, prediction.embeddings)

@@ -39,7 +39,7 @@ from uvtag.model.shapes import describe_config
 from uvtag.model.uniformerv2 import UniFormerV2, build_model
 from uvtag.model.weights import load_into, load_model, read_checkpoint
 from uvtag.model.zoo import CHECKPOINTS, KINETICS_MEAN, KINETICS_STD, Checkpoint, get_checkpoint
-from uvtag.results import ClipPrediction, Failure, LocalizationResult, VideoInfo, VideoPrediction
+from uvtag.results import ClipPrediction, Failure, LocalizationResult, VideoFeatures, VideoInfo, VideoPrediction
 from uvtag.video.isolated import IsolatedReader
 from uvtag.video.reader import VideoReader, open_video
 from uvtag.video.sampling import sample_span_indices, timestamps_to_frame_range
@@ -270,6 +270,19 @@ class Tagger:
         summary = top_k(torch.from_numpy(scores.mean(axis=0)), self.labels, top)
         return VideoPrediction(str(path), self.name, info, summary, len(spans), self._span_predictions(spans, scores, top),
                                embeddings=embeddings)
+
+    def features(self, path: str | Path, *, window_sec: float | None = None,
+                 stride_sec: float | None = None) -> VideoFeatures:
+        """The video embedding of each window along a video, float32 [num_windows, C] in time order.
+
+        Windows of `window_sec` (default: the batch clip length, `default_clip_sec`) every
+        `stride_sec` (default: `window_sec`, back to back), as `tag_clips` makes its clips: row i
+        is the embedding of the clip `tag_clips` scores for window i (its head gives those scores).
+        """
+        window = window_sec or self.default_clip_sec()
+        stride = window if stride_sec is None else stride_sec
+        prediction = self.tag_clips(path, clip_sec=window, stride_sec=stride, top=1, embed=True)
+        return VideoFeatures.from_prediction(prediction, window, stride, self.checkpoint.num_frames)
 
     def localize(self, path: str | Path, *, window_sec: float = 8.0, stride_sec: float | None = None,
                  top: int = 5, options: SegmentOptions = SegmentOptions()) -> LocalizationResult:

@@ -1,0 +1,102 @@
+"""`uvtag features`: video embeddings per window, one .npy per video, for downstream models."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from uvtag.cli.common import (
+    EXIT_FAILED_VIDEOS,
+    ArchOpt,
+    BackendOpt,
+    BatchOpt,
+    CacheOpt,
+    DeviceOpt,
+    ModelOpt,
+    OfflineOpt,
+    PrecisionOpt,
+    QuietOpt,
+    err,
+    load_tagger,
+    model_options,
+    progress_bar,
+    run,
+)
+from uvtag.errors import UsageError
+from uvtag.results import Failure
+
+
+def features(
+    inputs: Annotated[list[Path], typer.Argument(help="Video files and folders (searched recursively).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one .npy per video and manifest.jsonl.")],
+    window: Annotated[Optional[float], typer.Option("--window", "-w", help="Sliding windows of this many SECONDS (stride default: half the window).")] = None,
+    stride: Annotated[Optional[float], typer.Option("--stride", "-s", help="Step between window starts in SECONDS.")] = None,
+    clip: Annotated[Optional[float], typer.Option("--clip", help="Consecutive clips of this many SECONDS, as batch (the default: 10; 4 for Something-Something).")] = None,
+    pool: Annotated[str, typer.Option("--pool", help="none, or mean: also <name>.mean.npy, the mean of the rows.")] = "none",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an output folder; skip videos already in its manifest.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start a new manifest in an output folder that has one.")] = False,
+    ext: Annotated[Optional[str], typer.Option(help="Extensions to pick up in folders, e.g. 'mp4,mkv' (default: common video types).")] = None,
+    isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="Decode in child processes (reused across videos), so a crashing or hanging decoder costs that video only.")] = True,
+    model: ModelOpt = "k400_k710_uniformerv2_b16_8x224",
+    arch: ArchOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    batch_size: BatchOpt = None,
+    backend: BackendOpt = None,
+    cache_dir: CacheOpt = None,
+    offline: OfflineOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Video features for downstream models: the embedding the classifier reads, per window.
+
+    One float32 [T, C] .npy per video (a row per window, in time order), named by the video's path
+    under its input folder, and manifest.jsonl: per video, every row's start/end second, fps,
+    feat_stride and num_frames in frames, model, C and settings. Kill-safe like batch:
+    [bold]--resume[/bold] completes a killed run; unreadable files are failure lines (exit code 3).
+
+    [bold]Examples[/bold]
+
+      uvtag features ./videos --out feats/                      # 10 s clips, back to back
+      uvtag features ./videos --out feats/ --window 2 --stride 0.5
+      uvtag features ./videos --out feats/ --resume --pool mean
+    """
+    from uvtag.features import FeatureSettings, FeatureStore, feature_names, run_features, window_settings
+    from uvtag.features.plan import check_pool
+    from uvtag.video.files import find_videos, parse_extensions
+
+    def body() -> int:
+        check_pool(pool)
+        window_settings(window, stride, clip, 1.0)  # bad numbers fail before the model loads
+        paths = find_videos(inputs, parse_extensions(ext), report_unreadable=True)
+        if not paths:
+            raise UsageError("no video files found in " + ", ".join(map(str, inputs)))
+        names = feature_names(paths, inputs, pooled=pool == "mean")
+        tagger = load_tagger(model_options(model, arch, device, precision, batch_size, backend, cache_dir, offline,
+                                           isolate), quiet)
+        mode, window_sec, stride_sec = window_settings(window, stride, clip, tagger.default_clip_sec())
+        settings = FeatureSettings(tagger.name, tagger.embed_dim, tagger.checkpoint.num_frames, mode, window_sec,
+                                   stride_sec, pool)
+        with FeatureStore.open(out, names, settings, resume=resume, overwrite=overwrite) as store:
+            started = time.perf_counter()
+            with progress_bar(quiet) as bar:
+                task = bar.add_task("features", total=len(paths), note="")
+
+                def on_video(path: str, result) -> None:
+                    if isinstance(result, Failure):
+                        err.print(f"[yellow]skipping[/yellow] {escape(result.error)}", soft_wrap=True)
+                    bar.update(task, advance=1, note=Path(path).name)
+
+                summary = run_features(tagger, paths, store, on_video=on_video)
+        if not quiet:
+            wall = time.perf_counter() - started
+            speed = f", {summary.video_sec / wall:.2f}x realtime" if wall > 0 and summary.video_sec else ""
+            err.print(f"{summary.done} extracted, {summary.skipped} already done, {len(summary.failures)} failed "
+                      f"of {summary.total} -> {out} ({mode} {window_sec:g} s, stride {stride_sec:g} s, "
+                      f"C={settings.embed_dim}; {wall:.1f} s{speed})")
+        return EXIT_FAILED_VIDEOS if summary.failures else 0
+
+    run(body)

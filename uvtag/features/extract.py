@@ -1,0 +1,34 @@
+"""Running a features job: `run_batch` with embeddings, into a `FeatureStore`.
+
+The videos are decoded once each by `run_batch`'s background thread, their windows batched
+through the model across video boundaries; the store writes each video's arrays and manifest line
+as soon as its last window is done. A row is the embedding of exactly the clip `batch` scores for
+that window (`Tagger.tag_clips` with `clip_sec=window_sec`), and the head applied to it gives
+those scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from uvtag.batch.run import BatchSummary, run_batch
+from uvtag.features.store import FeatureStore
+from uvtag.results import Failure, VideoPrediction
+from uvtag.tagger import Tagger
+from uvtag.video.files import UnreadableFolder
+
+
+def run_features(tagger: Tagger, paths: Sequence[str | Path | UnreadableFolder], store: FeatureStore, *,
+                 on_video: Callable[[str, VideoPrediction | Failure | None], None] | None = None) -> BatchSummary:
+    """Extract the features of every video in `paths` into `store`, skipping those it already holds.
+
+    Args:
+        tagger: the loaded model.
+        paths: videos (and unreadable folders, recorded as failures), in output order.
+        store: an open FeatureStore; its settings give the windows.
+        on_video: called after each video with its result (None when skipped), e.g. for progress.
+    """
+    settings = store.settings
+    return run_batch(tagger, paths, store, clip_sec=settings.window_sec, stride_sec=settings.stride_sec, top=1,
+                     embed=True, on_video=on_video)
