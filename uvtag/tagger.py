@@ -298,6 +298,15 @@ class Tagger:
             tuple(segments), self.labels, params=dataclasses.asdict(options),
         )
 
+    def watch(self, source: str, *, window_sec: float = 8.0, stride_sec: float | None = None, top: int = 5,
+              options: SegmentOptions = SegmentOptions(), **live):
+        """Sliding windows over a live source ("-", a file, /dev/videoN, a URL), as an iterable
+        `uvtag.live.watch.Watch` of typed events (`uvtag.live.events`); `live` takes its
+        `source_options` and `max_queue`. Raises SourceError when no frame comes."""
+        from uvtag.live.watch import Watch
+
+        return Watch(self, source, window_sec=window_sec, stride_sec=stride_sec, top=top, segments=options, **live)
+
 
 # ---------------------------------------------------------------------- loading
 

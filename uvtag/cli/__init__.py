@@ -14,6 +14,7 @@ import typer
 
 from uvtag import __version__
 from uvtag.cli import bench, demo, index, models, results, tag, train
+from uvtag.cli import watch as watch_cli
 from uvtag.cli import features as features_cli
 
 app = typer.Typer(
@@ -47,3 +48,4 @@ for _command in (train.train, demo.demo, results.merge, bench.bench):
 for _command in (index.search, index.similar):
     app.command()(_command)
 app.command()(features_cli.features)
+app.command()(watch_cli.watch)
