@@ -115,7 +115,7 @@ def batch(
     stride_sec: Annotated[Optional[float], typer.Option("--stride", help="Step between clip starts in SECONDS (default: the clip length).")] = None,
     ext: Annotated[Optional[str], typer.Option(help="Extensions to pick up in folders, e.g. 'mp4,mkv' (default: common video types).")] = None,
     isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="Decode in child processes (reused across videos), so a crashing or hanging decoder costs that video only.")] = True,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Also write an HTML report (one row per video, thumbnails, links).")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Also write an HTML report: per video a timeline of its clips' labels, top labels, timestamped thumbnails; run details, failures, filters (one self-contained file; its folder is created).")] = None,
     devices: Annotated[Optional[str], typer.Option("--devices", help="One worker process per device, e.g. cuda:0,cuda:1 (overrides --device).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes: N on --device (e.g. CPU), or N per --devices entry; with --ray, the most actors.")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Tag only shard i of n (0-based, e.g. 0/4): a stable split for array jobs; combine outputs with `uvtag merge`.")] = None,
@@ -151,6 +151,7 @@ def batch(
     from uvtag.batch.shard import parse_shard, select_shard
     from uvtag.outputs.formats import format_from_path
     from uvtag.outputs.report import check_report_path, write_report
+    from uvtag.outputs.report_page import RunDetails
     from uvtag.video.files import find_videos, parse_extensions
 
     def body() -> int:
@@ -199,7 +200,10 @@ def batch(
             err.print(f"{summary.done} tagged, {summary.skipped} already done, {len(summary.failures)} failed "
                       f"of {summary.total} -> {out} ({wall:.1f} s{speed})")
         if report is not None:
-            write_report(out, report, backend=backend, overwrite=True)
+            details = RunDetails(model=model, clip_sec=clip_sec, stride_sec=stride_sec, top_k=top_k,
+                                 wall_sec=time.perf_counter() - started, tagged=summary.done, skipped=summary.skipped,
+                                 failed=len(summary.failures), total=summary.total)
+            write_report(out, report, details=details, backend=backend, overwrite=True)
         return EXIT_FAILED_VIDEOS if summary.failures else 0
 
     run(body)

@@ -1,58 +1,45 @@
-"""Self-contained HTML report of a batch: one row per video, opens from disk with no server.
+"""The batch report (`uvtag batch --report`): a batch output file read back into report rows,
+thumbnails decoded from the videos, one self-contained HTML file written (see `report_page`).
 
-Each row (`<tr class="video ok">`, or `video failed` for a video that could not be processed)
-has a coloured marker cell (`OK_COLOUR` / `FAILED_COLOUR`), the file name with a link to the
-video, its top labels with scores as bars, a strip of thumbnails and links to the outputs.
-Thumbnails are JPEGs inlined as base64 `data:` URIs, so the file can be mailed or archived
-alone; links are relative to the report's folder. Nothing is loaded from the network.
+The rows come from the batch output (csv, jsonl or json, as `uvtag.batch.merge` reads it: a file
+cut short by a kill is read up to its last complete video; a video complete in the file wins over
+its failures). Names are shown relative to the common folder of all the report's videos, so
+`a/01.mp4` and `a/sub/01.mp4` stay apart; links are relative to the report's folder.
+Thumbnails are `THUMB_HEIGHT` px JPEGs at evenly spread frames, fewer per video in large
+reports (`thumbnail_count`), so that 5,000 videos still make a file a browser opens quickly.
 """
 
 from __future__ import annotations
 
-import base64
-import html
+import csv
+import datetime
+import io
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import cv2
 import numpy as np
 
-from uvtag.errors import UvtagError
-from uvtag.outputs.files import check_output
+from uvtag.errors import UsageError, UvtagError
+from uvtag.outputs.files import ENCODING, atomic_write, check_output, output_error
+from uvtag.outputs.report_page import ClipSpan, ReportVideo, RunDetails, Thumbnail, report_html
 from uvtag.results import LabelScore
 from uvtag.video.reader import open_video
 
-OK_COLOUR = "#1a9850"
-FAILED_COLOUR = "#d73027"
-_CSS = f"""
-body {{ font-family: sans-serif; margin: 16px; color: #222; }}
-table {{ border-collapse: separate; border-spacing: 0 8px; }}
-td {{ vertical-align: middle; padding: 4px 10px; background: #f6f6f6; }}
-td.mark {{ width: 14px; padding: 0; }}
-tr.ok td.mark {{ background: {OK_COLOUR}; }}
-tr.failed td.mark {{ background: {FAILED_COLOUR}; }}
-td.name {{ min-width: 120px; max-width: 260px; overflow-wrap: anywhere; }}
-td.labels {{ min-width: 220px; }}
-td.strip {{ white-space: nowrap; }}
-.label {{ white-space: nowrap; font-size: 13px; }}
-.bar {{ display: inline-block; height: 8px; background: #4a7ab5; margin-right: 6px; }}
-.strip img {{ height: 64px; margin-right: 2px; }}
-.error {{ color: {FAILED_COLOUR}; }}
-"""
+__all__ = ["THUMB_HEIGHT", "check_report_path", "display_names", "read_report_videos", "relative_href",
+           "thumbnail_count", "thumbnail_indices", "thumbnails", "write_report"]
+
+THUMB_HEIGHT = 72  # px, as stored and as shown
+MAX_THUMBS = 6  # per video, in reports of up to THUMB_BUDGET / MAX_THUMBS videos
+MIN_THUMBS = 2  # per video however large the report
+THUMB_BUDGET = 3000  # thumbnails in a whole report, beyond MIN_THUMBS a video
 
 
-@dataclass(frozen=True)
-class ReportRow:
-    """One video of the report."""
-
-    path: str
-    top: tuple[LabelScore, ...]
-    thumbnails: tuple[bytes, ...] = ()  # JPEG files
-    links: tuple[tuple[str, str], ...] = ()  # (text, href)
-    error: str = ""  # non-empty for a video that failed
+def thumbnail_count(num_videos: int) -> int:
+    """Thumbnails per video for a report of `num_videos`: MAX_THUMBS, down to MIN_THUMBS for large ones."""
+    return max(MIN_THUMBS, min(MAX_THUMBS, THUMB_BUDGET // max(num_videos, 1)))
 
 
 def thumbnail_indices(num_frames: int, count: int) -> list[int]:
@@ -62,19 +49,25 @@ def thumbnail_indices(num_frames: int, count: int) -> list[int]:
     return sorted({min(num_frames - 1, int((k + 0.5) * num_frames / count)) for k in range(count)})
 
 
-def thumbnails(path: str | os.PathLike[str], count: int = 6, height: int = 64, backend: str | None = None,
-               quality: int = 80) -> tuple[bytes, ...]:
-    """JPEG thumbnails `height` pixels tall at evenly spread times of a video (raises VideoError)."""
+def thumbnails(path: str | os.PathLike[str], count: int = MAX_THUMBS, height: int = THUMB_HEIGHT,
+               backend: str | None = None, quality: int = 75) -> tuple[Thumbnail, ...]:
+    """JPEG stills `height` pixels tall at evenly spread frames of a video, each with its time.
+
+    Raises:
+        VideoError: the video cannot be opened or decoded.
+    """
     with open_video(path, backend) as reader:
         info = reader.info
         width = max(2, int(round(info.width * height / max(info.height, 1))))
-        frames = reader.get_frames(thumbnail_indices(info.num_frames, count), size=(height, width))
+        indices = thumbnail_indices(info.num_frames, count)
+        frames = reader.get_frames(indices, size=(height, width))
+        fps = info.fps if info.fps > 0 else (info.num_frames / info.duration_sec if info.duration_sec else 1.0)
     out = []
-    for frame in frames:
+    for index, frame in zip(indices, frames):
         ok, data = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR),
-                                [cv2.IMWRITE_JPEG_QUALITY, quality])
+                                [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, 1])
         if ok:
-            out.append(data.tobytes())
+            out.append(Thumbnail(index / fps, data.tobytes(), int(frame.shape[1]), int(frame.shape[0])))
     return tuple(out)
 
 
@@ -84,69 +77,132 @@ def relative_href(target: str | os.PathLike[str], report_dir: str | os.PathLike[
     return quote(Path(rel).as_posix(), safe="/")
 
 
-def _row_html(row: ReportRow, number: int) -> str:
-    name = html.escape(Path(row.path).name)
-    links = " · ".join(f'<a href="{html.escape(href)}">{html.escape(text)}</a>' for text, href in row.links)
-    if row.error:
-        labels = f'<span class="error">{html.escape(row.error)}</span>'
-    else:
-        labels = "<br>".join(
-            f'<span class="label"><span class="bar" style="width:{max(1, round(80 * ls.score))}px"></span>'
-            f"{html.escape(ls.label)} {ls.score:.3f}</span>" for ls in row.top)
-    strip = "".join(f'<img alt="frame" src="data:image/jpeg;base64,{base64.b64encode(t).decode()}">'
-                    for t in row.thumbnails)
-    status = "failed" if row.error else "ok"
-    middle = (f'<td class="labels" colspan="2">{labels}</td>' if row.error
-              else f'<td class="labels">{labels}</td><td class="strip">{strip}</td>')
-    return (f'<tr class="video {status}" data-path="{html.escape(row.path)}"><td class="mark"></td>'
-            f'<td class="num">{number}</td><td class="name">{name}</td>{middle}<td class="links">{links}</td></tr>')
+def display_names(paths: Sequence[str]) -> list[str]:
+    """Each path relative to the deepest folder holding all of them (a lone video: its file name)."""
+    if not paths:
+        return []
+    absolute = [os.path.abspath(p) for p in paths]
+    root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    return [Path(os.path.relpath(p, root)).as_posix() for p in absolute]
 
 
-def report_html(rows: Sequence[ReportRow], title: str = "uvtag report", note: str = "") -> str:
-    """The whole report as one HTML document (UTF-8, no external resources)."""
-    failed = sum(1 for r in rows if r.error)
-    body = "\n".join(_row_html(r, i) for i, r in enumerate(rows, start=1))
-    summary = f"{len(rows) - failed} videos tagged, {failed} failed"
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
-            f'<p class="summary">{summary}{" · " + html.escape(note) if note else ""}</p>\n'
-            f'<table id="videos">\n<tr><th></th><th>#</th><th>video</th><th>top labels</th><th>frames</th>'
-            f"<th>links</th></tr>\n{body}\n</table>\n</body></html>\n")
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
-def batch_report_rows(results_path: str | os.PathLike[str], report_path: str | os.PathLike[str], *,
-                      num_thumbnails: int = 6, backend: str | None = None) -> list[ReportRow]:
-    """Rows for every video of a batch output file (csv/jsonl/json), thumbnails decoded from the videos.
+def _from_csv(text: str) -> tuple[list[LabelScore], list[ClipSpan], float | None, str]:
+    """(top, clips, duration, error) of one csv block."""
+    top: list[tuple[int, LabelScore]] = []
+    clips: list[ClipSpan] = []
+    duration, error = None, ""
+    for row in csv.reader(io.StringIO(text, newline="")):
+        kind, start, end, rank, label, index, score, message = row[0], *row[2:]
+        if kind == "failure":
+            error = message
+        elif kind == "clip" and rank == "1":
+            clips.append(ClipSpan(float(start), float(end), label, float(score)))
+        elif kind == "video":
+            duration = _float(end)
+            if label:
+                top.append((int(rank), LabelScore(label, int(index), float(score))))
+    return [ls for _, ls in sorted(top, key=lambda pair: pair[0])], clips, duration, error
+
+
+def _from_record(record: dict) -> tuple[list[LabelScore], list[ClipSpan], float | None, str]:
+    """(top, clips, duration, error) of one json/jsonl record."""
+    if record.get("record") == "failure":
+        return [], [], None, f"{record.get('kind', 'error')}: {record.get('error', '')}"
+    ranked = sorted(record.get("top") or [], key=lambda r: int(r.get("rank", 0)))
+    top = [LabelScore(str(r["label"]), int(r.get("class_index", -1)), float(r["score"])) for r in ranked]
+    clips = [ClipSpan(float(c["start_sec"]), float(c["end_sec"]), str(c["top"][0]["label"]), float(c["top"][0]["score"]))
+             for c in record.get("clips") or [] if c.get("top")]
+    duration = (record.get("video") or {}).get("duration_sec")
+    return top, clips, float(duration) if duration is not None else None, ""
+
+
+def read_report_videos(results_path: str | os.PathLike[str], report_path: str | os.PathLike[str], *,
+                       num_thumbnails: int | None = None, backend: str | None = None) -> list[ReportVideo]:
+    """The report's videos, in the batch file's order, with thumbnails decoded from the videos.
+
+    Args:
+        results_path: a batch output (csv, jsonl or json).
+        report_path: where the report goes (links are relative to its folder).
+        num_thumbnails: per video; None: `thumbnail_count` of the number of videos; 0: none.
+        backend: video decoder for the thumbnails.
 
     A video that can no longer be decoded keeps its labels, with no thumbnails.
-    """
-    from uvtag.eval.readers import read_predictions
 
-    videos, failures = read_predictions(results_path)
+    Raises:
+        UsageError: the file is not a uvtag batch output.
+    """
+    from uvtag.batch.merge import MergeSummary, pick_blocks, read_batch_file
+
+    blocks = pick_blocks([read_batch_file(results_path)[0]], None, MergeSummary())
     folder = Path(report_path).parent
-    output_link = (Path(results_path).name, relative_href(results_path, folder))
-    rows = []
-    for v in videos:
-        try:
-            thumbs = thumbnails(v.path, num_thumbnails, backend=backend) if num_thumbnails else ()
-        except UvtagError:
-            thumbs = ()
-        rows.append(ReportRow(v.path, v.top, thumbs, (("video", relative_href(v.path, folder)), output_link)))
-    rows += [ReportRow(f.path, (), (), (("video", relative_href(f.path, folder)), output_link),
-                       error=f"{f.kind}: {f.error}") for f in failures]
-    return rows
+    names = display_names([b.path for b in blocks])
+    count = thumbnail_count(sum(b.kind == "video" for b in blocks)) if num_thumbnails is None else num_thumbnails
+    videos = []
+    for block, name in zip(blocks, names):
+        top, clips, duration, error = _from_csv(block.text) if block.fmt == "csv" else _from_record(block.record or {})
+        thumbs: tuple[Thumbnail, ...] = ()
+        if not error and count:
+            try:
+                thumbs = thumbnails(block.path, count, backend=backend)
+            except UvtagError:
+                thumbs = ()
+        videos.append(ReportVideo(block.path, name, relative_href(block.path, folder), tuple(top), tuple(clips),
+                                  duration, thumbs, error))
+    return videos
 
 
 def write_report(results_path: str | os.PathLike[str], report_path: str | os.PathLike[str], *,
-                 num_thumbnails: int = 6, backend: str | None = None, overwrite: bool = False) -> int:
-    """Write the HTML report of a batch output to `report_path`; returns the number of rows."""
-    out = Path(report_path)
-    check_report_path(out, overwrite)
-    rows = batch_report_rows(results_path, out, num_thumbnails=num_thumbnails, backend=backend)
-    out.write_text(report_html(rows, f"uvtag report: {Path(results_path).name}"), encoding="utf-8")
-    return len(rows)
+                 details: RunDetails | None = None, num_thumbnails: int | None = None,
+                 backend: str | None = None, overwrite: bool = False) -> int:
+    """Write the HTML report of a batch output to `report_path` (its folder is created); returns
+    the number of videos and failures in it.
+
+    `details` fills the header (the source file, uvtag's version and the date are filled in
+    where it leaves them empty).
+
+    Raises:
+        UsageError: see `check_report_path`; the results are not a uvtag batch output.
+        OutputError: the report cannot be written.
+    """
+    from uvtag import __version__
+
+    out = check_report_path(report_path, overwrite)
+    videos = read_report_videos(results_path, out, num_thumbnails=num_thumbnails, backend=backend)
+    details = details or RunDetails()
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    filled = RunDetails(**{**details.__dict__, "source": details.source or Path(results_path).name,
+                           "source_href": details.source_href or relative_href(results_path, out.parent),
+                           "version": details.version or __version__, "date": details.date or now})
+    text = report_html(videos, filled, f"uvtag report: {Path(results_path).name}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(out.parent, e) from None
+    atomic_write(out, text.encode(*ENCODING))
+    return len(videos)
 
 
 def check_report_path(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Validate a report path (.html in an existing folder, not there yet unless `overwrite`)."""
-    return check_output(path, overwrite, suffixes=(".html", ".htm"), wrong_suffix="the report is written as .html")
+    """Validate a report path: .html, not a directory, not there yet unless `overwrite`; a folder
+    that does not exist is fine (`write_report` creates it) unless a file stands in its place.
+
+    Raises:
+        UsageError: any of these fails.
+    """
+    out = Path(path)
+    suffixes, wrong = (".html", ".htm"), "the report is written as .html"
+    ancestor = out.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{out}: {ancestor} is a file, not a folder")
+    if ancestor != out.parent and out.suffix.lower() in suffixes:
+        return out  # its folder is created when the report is written
+    return check_output(out, overwrite, suffixes=suffixes, wrong_suffix=wrong)
