@@ -57,6 +57,20 @@ def _rotate(arr: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(arr, k=k)) if k else arr
 
 
+_decoder_threads = 0  # FFmpeg threads of each PyAV decoder; 0: FFmpeg's choice (about one per core)
+
+
+def set_decoder_threads(count: int) -> None:
+    """Cap the FFmpeg threads of every PyAV decoder this process opens from now on (0: FFmpeg's choice).
+
+    Many decoder processes side by side decode faster with few threads each (see uvtag.batch.pool).
+    """
+    global _decoder_threads
+    if count < 0:
+        raise ValueError(f"decoder threads must be >= 0, got {count}")
+    _decoder_threads = int(count)
+
+
 def yuv420_planes(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A planar 4:2:0 av.VideoFrame's planes as decoded, stored (not rotated): uint8 Y [H, W],
     U and V [ceil(H/2), ceil(W/2)], copied out of FFmpeg's padded rows. Any other pixel format
@@ -155,6 +169,8 @@ class PyAVBackend:
         if stream.codec_context is None:  # PyAV found no decoder for the stream's (damaged) parameters
             raise DecodeFailure("no decoder for the video stream (unknown codec or corrupt stream header)")
         stream.thread_type = "AUTO"  # frame + slice threads: decode alone reaches the ffmpeg CLI speed
+        if _decoder_threads:
+            stream.codec_context.thread_count = _decoder_threads
         self._pts, self._key_idx, last_duration, last_corrupt = self._demux_index()
         if len(self._pts) == 0:
             raise DecodeFailure("no video frames in the file (empty or truncated video stream)")
