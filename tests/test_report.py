@@ -336,11 +336,11 @@ def rendered(batch_report, tmp_path_factory) -> dict:
              {"label": "", "min": 0, "sort": "name"}]
     tmp = tmp_path_factory.mktemp("chromium")
     return {"steps": steps, "cut": cut,
-            **{w: _probe(batch_report["html"], w, steps, tmp) for w in (1280, 390)}}
+            **{w: _probe(batch_report["html"], w, steps, tmp) for w in (1280, 390, 360)}}
 
 
 @needs_chromium
-@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize("width", [1280, 390, 360])
 def test_no_horizontal_overflow_and_readable_contrast(rendered, width):
     got = rendered[width]
     assert got["width"] == width
