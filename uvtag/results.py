@@ -168,13 +168,13 @@ class VideoFeatures:
 
     @property
     def num_frames(self) -> float:
-        """Video frames one window spans (`window_sec * fps`; `num_frames` in ActionFormer's configs)."""
-        return round(self.window_sec * self.info.fps, 6)
+        """Video frames one window spans (`window_sec * fps`, to 0.001; `num_frames` in ActionFormer's configs)."""
+        return round(self.window_sec * self.info.fps, 3)
 
     @property
     def feat_stride(self) -> float:
-        """Video frames between window starts (`stride_sec * fps`; ActionFormer's `feat_stride`)."""
-        return round(self.stride_sec * self.info.fps, 6)
+        """Video frames between window starts (`stride_sec * fps`, to 0.001; ActionFormer's `feat_stride`)."""
+        return round(self.stride_sec * self.info.fps, 3)
 
     def pooled(self) -> np.ndarray:
         """The mean of the rows, float32 [C] (summed in float64)."""
