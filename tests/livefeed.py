@@ -20,10 +20,13 @@ import numpy as np
 from uvtag import synth
 
 
-def motion_scene(seed: int, num_actions: int = 4, fps: int = 15, short_side: int = 160) -> synth.Scene:
-    """An untrimmed motion video (motion-tiny's classes) of `num_actions` actions, small and cheap."""
+def motion_scene(seed: int, num_actions: int = 4, fps: int = 15, short_side: int = 160,
+                 labels: tuple[str, ...] | None = None) -> synth.Scene:
+    """An untrimmed motion video (motion-tiny's classes) of `num_actions` actions (or `labels`),
+    small and cheap to decode."""
     ranges = dataclasses.replace(synth.STRICT, fps=(fps, fps), short_side=(short_side, short_side))
-    return synth.random_untrimmed(synth.clip_rng("test", 7000 + seed), num_actions, ranges=ranges)
+    num_actions = len(labels) if labels is not None else num_actions
+    return synth.random_untrimmed(synth.clip_rng("test", 7000 + seed), num_actions, ranges=ranges, labels=labels)
 
 
 def write_ts(scene: synth.Scene, path: str | Path, gop_sec: float = 1.0, repeat: int = 1) -> Path:

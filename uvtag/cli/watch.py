@@ -97,7 +97,10 @@ def watch(
         watcher = tagger.watch(source, window_sec=window, stride_sec=stride, top=top_k, options=segments,
                                source_options=live, max_queue=queue)
         target = out if out is not None else Path("standard output")
-        file = open(out, "w", encoding=ENCODING[0], errors=ENCODING[1], newline="\n") if out is not None else sys.stdout
+        try:
+            file = open(out, "w", encoding=ENCODING[0], errors=ENCODING[1], newline="\n") if out is not None else sys.stdout
+        except OSError as e:
+            raise output_error(target, e) from None
         writer = None if view_only else appender(file, chosen)
         view = LiveView(source) if view_only or (not quiet and err.is_terminal) else None
         console = Console() if view_only else err

@@ -36,6 +36,12 @@ from uvtag.errors import VideoError, first_line
 from uvtag.live.events import Gap
 
 
+# FFmpeg probes 20 frames to guess a stream's frame rate before the first one is returned (1.3 s
+# at 15 fps, on every reconnection too); live sources skip that guess (the nominal rate may then
+# be unknown: 0), so their first frame comes as soon as it is decoded.
+LIVE_PROBE = {"fpsprobesize": "0"}
+
+
 class SourceError(VideoError):
     """A live source that cannot be opened or never yields a frame (one line naming it)."""
 
@@ -162,17 +168,17 @@ def _open_container(spec: str, kind: str, options: SourceOptions, stop: threadin
     """An opened PyAV input container for `spec` (raises what PyAV or the OS raise)."""
     import av
 
+    timeouts = (timeout_sec, options.read_timeout_sec)
     if kind == "pipe":
-        return av.open(_PollingReader(0, "standard input", timeout_sec, stop), "r")
+        return av.open(_PollingReader(0, "standard input", timeout_sec, stop), "r", container_options=LIVE_PROBE)
     if kind == "file":
-        mode = os.stat(spec).st_mode
-        if stat.S_ISREG(mode) and options.follow:
-            fd = os.open(spec, os.O_RDONLY)
-            return av.open(_PollingReader(fd, spec, options.read_timeout_sec, stop, follow=True), "r")
-        return av.open(spec, "r", timeout=(timeout_sec, options.read_timeout_sec))
+        if stat.S_ISREG(os.stat(spec).st_mode) and options.follow:
+            reader = _PollingReader(os.open(spec, os.O_RDONLY), spec, options.read_timeout_sec, stop, follow=True)
+            return av.open(reader, "r", container_options=LIVE_PROBE)
+        return av.open(spec, "r", timeout=timeouts)
     if kind == "device":
-        return av.open(spec, "r", format="v4l2", timeout=(timeout_sec, options.read_timeout_sec))
-    return av.open(spec, "r", timeout=(timeout_sec, options.read_timeout_sec))
+        return av.open(spec, "r", format="v4l2", timeout=timeouts, container_options=LIVE_PROBE)
+    return av.open(spec, "r", timeout=timeouts, container_options=LIVE_PROBE)
 
 
 def _check_file(spec: str) -> None:
@@ -202,8 +208,7 @@ def _decoded(container, stop: threading.Event) -> Iterator[object]:
 
 
 def _nominal_fps(container) -> float:
-    stream = container.streams.video[0]
-    rate = stream.average_rate or stream.guessed_rate
+    rate = container.streams.video[0].average_rate
     return float(rate) if rate else 0.0
 
 
@@ -276,8 +281,10 @@ def live_frames(spec: str, options: SourceOptions = SourceOptions(),
         if clock.last_sec is None:  # nothing decoded yet
             if kind in ("pipe", "file") and ended is None:
                 raise SourceError(f"{name}: ended before its first video frame")
-            if kind in ("pipe", "file") or time.monotonic() >= deadline:
-                why = ended or "no video frame"
+            if kind in ("pipe", "file"):
+                raise SourceError(f"{name}: no video frame ({ended})")
+            if time.monotonic() >= deadline:
+                why = ended or "the stream ended"
                 raise SourceError(f"{name}: no video frame within {options.first_frame_timeout_sec:g} s ({why})")
         elif kind in ("pipe", "file"):
             if ended is None:
