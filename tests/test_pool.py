@@ -82,3 +82,19 @@ def test_resume_skips_finished_videos(tagger, folder, tmp_path):
     with BatchWriter.open(out, "csv", resume=True) as writer:
         summary = run_pool(tagger, folder, writer, clip_sec=0.5, top=3, decoders=1)
     assert summary.done == 0 and summary.skipped == 3
+
+
+def test_cli_batch_with_decoders(folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from uvtag.cli import app
+
+    out = tmp_path / "cli.csv"
+    options = ["-m", "motion-tiny", "--device", "cpu", "--clip", "0.5", "--top-k", "3", "--batch-size", "1", "--quiet"]
+    result = CliRunner().invoke(app, ["batch", *folder, "--out", str(out), *options, "--decoders", "2"])
+    assert result.exit_code == 3, result.output  # bad.mp4 failed, the rest tagged
+    _, rows_one = _run(run_batch, uvtag.load("motion-tiny", device="cpu", batch_size=1), folder, tmp_path / "one.csv")
+    assert _rows(out) == rows_one
+    refused = CliRunner().invoke(app, ["batch", *folder, "--out", str(tmp_path / "x.csv"), *options,
+                                       "--decoders", "1", "--workers", "2"])
+    assert refused.exit_code == 2 and "--decoders" in refused.output

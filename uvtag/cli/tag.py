@@ -119,6 +119,7 @@ def batch(
     devices: Annotated[Optional[str], typer.Option("--devices", help="One worker process per device, e.g. cuda:0,cuda:1 (overrides --device).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes: N on --device (e.g. CPU), or N per --devices entry; with --ray, the most actors.")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Tag only shard i of n (0-based, e.g. 0/4): a stable split for array jobs; combine outputs with `uvtag merge`.")] = None,
+    decoders: Annotated[Optional[int], typer.Option("--decoders", min=0, help="Decode in N processes feeding one model through shared memory, batches filled across videos (0: one per core but one).")] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run on Ray: local (this machine), auto (the cluster this node joined) or ray://HOST:10001. Needs pip install 'uvtag\\[ray]'.")] = None,
     model: ModelOpt = "k400_k710_uniformerv2_b16_8x224",
     arch: ArchOpt = None,
@@ -168,6 +169,8 @@ def batch(
         plan = plan_devices(devices, None if ray else workers, device)
         if ray is not None and devices is not None:
             raise UsageError("--ray places actors on the cluster's devices itself; drop --devices")
+        if decoders is not None and (ray is not None or plan is not None or embed):
+            raise UsageError("--decoders feeds one model in this process: drop --ray, --devices, --workers and --embed")
         options = model_options(model, arch, device, precision, batch_size, backend, cache_dir, offline, isolate)
         with BatchWriter.open(out, chosen, resume=resume, overwrite=overwrite) as writer:
             if ray is None and plan is None:
@@ -192,6 +195,11 @@ def batch(
                     summary = run_ray(options, paths, writer, address=ray, device=device, max_actors=workers, **job)
                 elif plan is not None:
                     summary = run_parallel(options, plan, paths, writer, **job)
+                elif decoders is not None:
+                    from uvtag.batch.pool import run_pool
+
+                    del job["embed"]
+                    summary = run_pool(tagger, paths, writer, decoders=decoders or None, **job)
                 else:
                     summary = run_batch(tagger, paths, writer, **job)
         if not quiet:
