@@ -221,3 +221,16 @@ def test_killed_run_resumes_without_redoing_finished_videos(tmp_path):
     for r in records:
         assert np.load(out / r["features"]).shape == (r["num_rows"], 96)
     assert not list(out.rglob("*.tmp")) and not (out / (MANIFEST_NAME + ".lock")).exists()
+
+
+def test_worker_processes_give_the_same_features(archive, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert invoke("features", archive, "--out", one, *MODEL, "--clip", "0.5", "-q").exit_code == 0
+    result = invoke("features", archive, "--out", two, *MODEL, "--clip", "0.5", "--workers", "2", "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    assert "4 extracted" in result.stderr and "videos on cpu, cpu" in result.stderr
+    single, parallel = _records(one), _records(two)
+    assert sorted(single) == sorted(parallel)
+    for path, r in parallel.items():
+        assert r["start_sec"] == single[path]["start_sec"] and r["features"] == single[path]["features"]
+        np.testing.assert_allclose(np.load(two / r["features"]), np.load(one / r["features"]), rtol=1e-5, atol=1e-5)

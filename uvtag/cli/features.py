@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -41,6 +42,8 @@ def features(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start a new manifest in an output folder that has one.")] = False,
     ext: Annotated[Optional[str], typer.Option(help="Extensions to pick up in folders, e.g. 'mp4,mkv' (default: common video types).")] = None,
     isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="Decode in child processes (reused across videos), so a crashing or hanging decoder costs that video only.")] = True,
+    devices: Annotated[Optional[str], typer.Option("--devices", help="One worker process per device, e.g. cuda:0,cuda:1 (overrides --device).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes: N on --device (e.g. CPU), or N per --devices entry.")] = None,
     model: ModelOpt = "k400_k710_uniformerv2_b16_8x224",
     arch: ArchOpt = None,
     device: DeviceOpt = "auto",
@@ -64,7 +67,8 @@ def features(
       uvtag features ./videos --out feats/ --window 2 --stride 0.5
       uvtag features ./videos --out feats/ --resume --pool mean
     """
-    from uvtag.features import FeatureSettings, FeatureStore, feature_names, run_features, window_settings
+    from uvtag.batch.processes import plan_devices
+    from uvtag.features import FeatureStore, feature_names, run_features, run_features_parallel, window_settings
     from uvtag.features.plan import check_pool
     from uvtag.video.files import find_videos, parse_extensions
 
@@ -74,12 +78,10 @@ def features(
         paths = find_videos(inputs, parse_extensions(ext), report_unreadable=True)
         if not paths:
             raise UsageError("no video files found in " + ", ".join(map(str, inputs)))
-        names = feature_names(paths, inputs, pooled=pool == "mean")
-        tagger = load_tagger(model_options(model, arch, device, precision, batch_size, backend, cache_dir, offline,
-                                           isolate), quiet)
-        mode, window_sec, stride_sec = window_settings(window, stride, clip, tagger.default_clip_sec())
-        settings = FeatureSettings(tagger.name, tagger.embed_dim, tagger.checkpoint.num_frames, mode, window_sec,
-                                   stride_sec, pool)
+        names = feature_names(paths, inputs, pool == "mean")
+        plan = plan_devices(devices, workers, device)
+        options = model_options(model, arch, device, precision, batch_size, backend, cache_dir, offline, isolate)
+        tagger, settings = _load(options, plan is not None, window, stride, clip, pool, quiet)
         with FeatureStore.open(out, names, settings, resume=resume, overwrite=overwrite) as store:
             started = time.perf_counter()
             with progress_bar(quiet) as bar:
@@ -90,13 +92,31 @@ def features(
                         err.print(f"[yellow]skipping[/yellow] {escape(result.error)}", soft_wrap=True)
                     bar.update(task, advance=1, note=Path(path).name)
 
-                summary = run_features(tagger, paths, store, on_video=on_video)
+                if plan is None:
+                    summary = run_features(tagger, paths, store, on_video=on_video)
+                else:
+                    if not quiet:
+                        err.print(f"[dim]{len(paths)} videos on {', '.join(plan)}[/dim]")
+                    summary = run_features_parallel(options, plan, paths, store, on_video=on_video)
         if not quiet:
             wall = time.perf_counter() - started
             speed = f", {summary.video_sec / wall:.2f}x realtime" if wall > 0 and summary.video_sec else ""
             err.print(f"{summary.done} extracted, {summary.skipped} already done, {len(summary.failures)} failed "
-                      f"of {summary.total} -> {out} ({mode} {window_sec:g} s, stride {stride_sec:g} s, "
-                      f"C={settings.embed_dim}; {wall:.1f} s{speed})")
+                      f"of {summary.total} -> {out} ({settings.mode} {settings.window_sec:g} s, stride "
+                      f"{settings.stride_sec:g} s, C={settings.embed_dim}; {wall:.1f} s{speed})")
         return EXIT_FAILED_VIDEOS if summary.failures else 0
 
     run(body)
+
+
+def _load(options, workers: bool, window: float | None, stride: float | None, clip: float | None, pool: str,
+          quiet: bool):
+    """(the tagger, or None when workers load their own; the run's FeatureSettings)."""
+    from uvtag.features import FeatureSettings, window_settings
+
+    # with workers, a CPU copy gives the settings (name, C, frames, default clip) and is dropped
+    tagger = load_tagger(dataclasses.replace(options, device="cpu", precision="auto") if workers else options, quiet)
+    mode, window_sec, stride_sec = window_settings(window, stride, clip, tagger.default_clip_sec())
+    settings = FeatureSettings(tagger.name, tagger.embed_dim, tagger.checkpoint.num_frames, mode, window_sec,
+                               stride_sec, pool)
+    return (None if workers else tagger), settings

@@ -6,9 +6,9 @@ folder of `.npy` files and its JSON-lines manifest (a writer with `BatchWriter`'
 cross-video batching, failures and resume as `uvtag batch`.
 """
 
-from uvtag.features.extract import run_features
+from uvtag.features.extract import run_features, run_features_parallel
 from uvtag.features.plan import FeatureSettings, feature_names, feature_record, window_settings
 from uvtag.features.store import MANIFEST_NAME, FeatureStore, read_manifest
 
 __all__ = ["MANIFEST_NAME", "FeatureSettings", "FeatureStore", "feature_names", "feature_record", "read_manifest",
-           "run_features", "window_settings"]
+           "run_features", "run_features_parallel", "window_settings"]

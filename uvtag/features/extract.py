@@ -2,7 +2,8 @@
 
 The videos are decoded once each by `run_batch`'s background thread, their windows batched
 through the model across video boundaries; the store writes each video's arrays and manifest line
-as soon as its last window is done. A row is the embedding of exactly the clip `batch` scores for
+as soon as its last window is done. `run_features_parallel` hands whole videos to worker
+processes instead (`uvtag.batch.processes`), one per device, as `batch --workers/--devices`. A row is the embedding of exactly the clip `batch` scores for
 that window (`Tagger.tag_clips` with `clip_sec=window_sec`), and the head applied to it gives
 those scores.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from uvtag.batch.processes import TaggerFactory, run_parallel
 from uvtag.batch.run import BatchSummary, run_batch
 from uvtag.features.store import FeatureStore
 from uvtag.results import Failure, VideoPrediction
@@ -32,3 +34,17 @@ def run_features(tagger: Tagger, paths: Sequence[str | Path | UnreadableFolder],
     settings = store.settings
     return run_batch(tagger, paths, store, clip_sec=settings.window_sec, stride_sec=settings.stride_sec, top=1,
                      embed=True, on_video=on_video)
+
+
+def run_features_parallel(factory: TaggerFactory, devices: Sequence[str], paths: Sequence[str | Path | UnreadableFolder],
+                          store: FeatureStore, *,
+                          on_video: Callable[[str, VideoPrediction | Failure | None], None] | None = None
+                          ) -> BatchSummary:
+    """`run_features` with one worker process per entry of `devices` (see `uvtag.batch.processes.run_parallel`).
+
+    Each video's windows are batched within that video, so rows equal single-process ones up to
+    float summation order; videos are written in the order they finish.
+    """
+    settings = store.settings
+    return run_parallel(factory, devices, paths, store, clip_sec=settings.window_sec, stride_sec=settings.stride_sec,
+                        top=1, embed=True, on_video=on_video)
