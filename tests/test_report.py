@@ -252,6 +252,9 @@ async function measure() {
     out.videos.push({
       path: li.getAttribute('data-path'), name: li.querySelector('.name').innerText, runs: li.querySelector('.runs').innerText,
       duration: parseFloat(li.getAttribute('data-duration')), strip: s && {left: s.left, width: s.width, clips: clips},
+      nameLines: li.querySelector('.name a').getClientRects().length,
+      scoreRights: Array.prototype.map.call(li.querySelectorAll('.score'), function (e) { return e.getBoundingClientRect().right; }),
+      barLefts: Array.prototype.map.call(li.querySelectorAll('.bar'), function (e) { return e.getBoundingClientRect().left; }),
       thumbs: Array.prototype.map.call(li.querySelectorAll('a.thumb'), function (a) {
         var img = a.querySelector('img'), r = img.getBoundingClientRect();
         return {href: a.getAttribute('href'), stamp: a.innerText.trim(), src: img.getAttribute('src'), height: r.height,
@@ -347,6 +350,10 @@ def test_no_horizontal_overflow_and_readable_contrast(rendered, width):
     assert got["scrollWidth"] <= width and got["outside"] == []
     assert got["lowContrast"] == []
     assert all(c["contrast"] >= 3 for v in got["videos"] for c in v["strip"]["clips"])
+    for v in got["videos"]:  # the names have room; bars and scores line up in columns
+        assert v["nameLines"] == 1, v["name"]
+        assert len(v["scoreRights"]) == 3 and max(v["scoreRights"]) - min(v["scoreRights"]) < 0.5
+        assert max(v["barLefts"]) - min(v["barLefts"]) < 0.5
 
 
 @needs_chromium

@@ -16,6 +16,7 @@ import datetime
 import io
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -144,18 +145,20 @@ def read_report_videos(results_path: str | os.PathLike[str], report_path: str | 
     folder = Path(report_path).parent
     names = display_names([b.path for b in blocks])
     count = thumbnail_count(sum(b.kind == "video" for b in blocks)) if num_thumbnails is None else num_thumbnails
-    videos = []
-    for block, name in zip(blocks, names):
-        top, clips, duration, error = _from_csv(block.text) if block.fmt == "csv" else _from_record(block.record or {})
-        thumbs: tuple[Thumbnail, ...] = ()
-        if not error and count:
-            try:
-                thumbs = thumbnails(block.path, count, backend=backend)
-            except UvtagError:
-                thumbs = ()
-        videos.append(ReportVideo(block.path, name, relative_href(block.path, folder), tuple(top), tuple(clips),
-                                  duration, thumbs, error))
-    return videos
+    parsed = [_from_csv(b.text) if b.fmt == "csv" else _from_record(b.record or {}) for b in blocks]
+
+    def stills(index: int) -> tuple[Thumbnail, ...]:
+        if parsed[index][3] or not count:
+            return ()
+        try:
+            return thumbnails(blocks[index].path, count, backend=backend)
+        except UvtagError:
+            return ()
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # the decoders release the GIL
+        stills_of = list(pool.map(stills, range(len(blocks))))
+    return [ReportVideo(b.path, name, relative_href(b.path, folder), tuple(top), tuple(clips), duration, thumbs, error)
+            for b, name, (top, clips, duration, error), thumbs in zip(blocks, names, parsed, stills_of)]
 
 
 def write_report(results_path: str | os.PathLike[str], report_path: str | os.PathLike[str], *,

@@ -186,7 +186,7 @@ _JS = """
 (function () {
   var list = document.getElementById('videos'), form = document.getElementById('controls');
   if (!list || !form) return;
-  var shown = document.getElementById('shown'), total = list.children.length;
+  var shown = document.getElementById('shown'), total = list.children.length, sortedBy = 'order';
   var items = Array.prototype.map.call(list.children, function (li, order) {
     var labels = {};
     (li.getAttribute('data-labels') || '').split('|').forEach(function (pair) {
@@ -205,9 +205,12 @@ _JS = """
     items.forEach(function (item) {
       var s = score(item, label);
       var keep = s !== undefined && s >= min && (!text || item.name.toLowerCase().indexOf(text) >= 0);
-      item.li.hidden = !keep;
+      if (item.li.hidden === keep) item.li.hidden = !keep;
       if (keep) count++;
     });
+    shown.textContent = 'Showing ' + count + ' of ' + total + ' videos';
+    if (how === sortedBy && how !== 'score') return;  // only a score order follows the label
+    sortedBy = how;
     var sorted = items.slice().sort(function (a, b) {
       if (how === 'name') return a.name < b.name ? -1 : a.name > b.name ? 1 : a.order - b.order;
       if (how === 'score') return ((score(b, label) || 0) - (score(a, label) || 0)) || a.order - b.order;
@@ -215,7 +218,6 @@ _JS = """
       return a.order - b.order;
     });
     sorted.forEach(function (item) { list.appendChild(item.li); });
-    shown.textContent = 'Showing ' + count + ' of ' + total + ' videos';
   }
   form.hidden = false;
   form.addEventListener('input', apply);
