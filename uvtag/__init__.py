@@ -5,6 +5,7 @@
     tagger.classify("video.mp4").top                           # official test views
     tagger.tag_clips("video.mp4", clip_sec=10).clips          # labels per consecutive clip
     tagger.localize("long.mp4", window_sec=8).segments        # temporal segments
+    tagger.features("long.mp4", window_sec=2).features        # video embeddings per window [T, C]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ _LAZY = {  # heavy imports (torch) happen on first use, so `uvtag --help` stays 
     "VideoPrediction": ("uvtag.results", "VideoPrediction"),
     "Segment": ("uvtag.results", "Segment"),
     "LocalizationResult": ("uvtag.results", "LocalizationResult"),
+    "VideoFeatures": ("uvtag.results", "VideoFeatures"),
 }
 
 __all__ = ["__version__", *_LAZY]
