@@ -56,7 +56,9 @@ def search(
         finally:
             conn.close()
         if not quiet:
-            err.print(_search_table(result))
+            err.print(_search_title(result), soft_wrap=True)
+            if result.videos:
+                err.print(_search_table(result))
         _emit(result, machine, out, overwrite)
         return 0
 
@@ -94,7 +96,8 @@ def similar(
         finally:
             conn.close()
         if not quiet:
-            table = Table(title=f"nearest to {escape(result.path)} ({result.model or 'unknown model'})", title_justify="left")
+            err.print(f"{escape(result.model or 'unknown model')}: nearest to {escape(result.path)}", soft_wrap=True)
+            table = Table()
             for col, justify in (("rank", "right"), ("video", "left"), ("cosine", "right")):
                 table.add_column(col, justify=justify, overflow="fold")
             for n, x in enumerate(result.neighbours, start=1):
@@ -120,10 +123,14 @@ def _emit(result, machine: str | None, out: Path | None, overwrite: bool) -> Non
         write_stdout(lambda f: f.write(text))
 
 
-def _search_table(result) -> Table:
+def _search_title(result) -> str:
     how = f"{' and '.join(result.labels) if result.mode == 'all' else ' or '.join(result.labels)}, score >= {result.min_score:g}"
     shown = f" (best {len(result.videos)})" if len(result.videos) < result.num_videos else ""
-    table = Table(title=f"{result.num_videos} video{'' if result.num_videos == 1 else 's'} match {escape(how)}{shown}", title_justify="left")
+    return f"{result.num_videos} video{'' if result.num_videos == 1 else 's'} match {escape(how)}{shown}"
+
+
+def _search_table(result) -> Table:
+    table = Table()
     for col in ("video", "start_sec", "end_sec", "score", "mean", "clips") + (("labels",) if len(result.labels) > 1 else ()):
         table.add_column(col, justify="left" if col in ("video", "labels") else "right", overflow="fold")
     for v in result.videos:

@@ -139,27 +139,39 @@ def check_labels(labels: Sequence[str], known: Sequence[str], where: str) -> Non
 
 
 def _clip_hits(conn: sqlite3.Connection, labels: Sequence[str], min_score: float, mode: str
-               ) -> dict[int, list[ClipHit]]:
-    """video id -> its counting clips."""
+               ) -> dict[int, list[tuple[float, float, float, dict[str, float]]]]:
+    """video id -> its counting clips as (start_sec, end_sec, score, {label: score held})."""
     marks = ", ".join("?" * len(labels))
     rows = conn.execute(
-        "SELECT c.video_id, cl.clip_id, c.start_sec, c.end_sec, cl.label, cl.score "
+        "SELECT cl.clip_id, c.video_id, c.start_sec, c.end_sec, cl.label, cl.score "
         f"FROM clip_labels AS cl JOIN clips AS c ON c.id = cl.clip_id WHERE cl.label IN ({marks}) AND cl.score >= ?",
         (*labels, min_score),
     )
-    per_clip: dict[int, tuple[int, float, float, dict[str, float]]] = {}
-    for video_id, clip_id, start, end, label, score in rows:
-        entry = per_clip.setdefault(clip_id, (video_id, start, end, {}))
-        entry[3][label] = max(score, entry[3].get(label, 0.0))
+    per_clip: dict[int, list] = {}
+    for clip_id, video_id, start, end, label, score in rows:
+        entry = per_clip.get(clip_id)
+        if entry is None:
+            per_clip[clip_id] = [video_id, start, end, {label: score}]
+        elif score > entry[3].get(label, -1.0):  # a label twice in one clip's top-k: its best
+            entry[3][label] = score
     need = len(set(labels))
-    per_video: dict[int, list[ClipHit]] = {}
+    per_video: dict[int, list[tuple[float, float, float, dict[str, float]]]] = {}
     for video_id, start, end, held in per_clip.values():
         if mode == "all" and len(held) < need:
             continue
         score = min(held.values()) if mode == "all" else max(held.values())
-        names = tuple(label for label in dict.fromkeys(labels) if label in held)
-        per_video.setdefault(video_id, []).append(ClipHit(start, end, score, names))
+        per_video.setdefault(video_id, []).append((start, end, score, held))
     return per_video
+
+
+def _best_videos(per_video: dict[int, list[tuple[float, float, float, dict[str, float]]]], limit: int | None) -> list[int]:
+    """The videos that can make the first `limit` places: a video's score is its best clip's, so
+    only those at least as good as the limit-th best need their ranges merged."""
+    if limit is None or len(per_video) <= limit:
+        return list(per_video)
+    best = {video_id: max(c[2] for c in clips) for video_id, clips in per_video.items()}
+    cut = sorted(best.values(), reverse=True)[limit - 1]
+    return [video_id for video_id, score in best.items() if score >= cut]
 
 
 def search(conn: sqlite3.Connection, labels: Sequence[str], *, min_score: float = 0.0, mode: str = "any",
@@ -184,11 +196,14 @@ def search(conn: sqlite3.Connection, labels: Sequence[str], *, min_score: float 
     labels = tuple(dict.fromkeys(labels))
     check_labels(labels, known_labels(conn), where)
     per_video = _clip_hits(conn, labels, min_score, mode)
-    ranked = rank_videos({video_id: merge_ranges(clips, labels) for video_id, clips in per_video.items()})
+    ranges = {video_id: merge_ranges([ClipHit(start, end, score, tuple(x for x in labels if x in held))
+                                      for start, end, score, held in per_video[video_id]], labels)
+              for video_id in _best_videos(per_video, limit)}
+    ranked = rank_videos(ranges)
     chosen = ranked if limit is None else ranked[:limit]
     paths = _paths(conn, [video_id for video_id, _, _ in chosen])
     videos = tuple(VideoHits(paths[video_id], score, ranges) for video_id, score, ranges in chosen)
-    return SearchResult(labels, mode, min_score, len(ranked), videos)
+    return SearchResult(labels, mode, min_score, len(per_video), videos)
 
 
 def _paths(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, str]:
