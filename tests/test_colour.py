@@ -181,3 +181,13 @@ def test_unsupported_tags_and_bad_planes():
         yuv420_to_rgb(y.float(), torch.zeros(2, 3, dtype=torch.uint8), torch.zeros(2, 3, dtype=torch.uint8))
     with pytest.raises(ValueError, match="NV12"):
         nv12_to_rgb(y, torch.zeros(2, 5, dtype=torch.uint8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_conversion_equals_the_cpu_one():
+    rng = np.random.default_rng(6)
+    for size in [(720, 1280), (9, 13), (31, 45)]:
+        planes = [torch.from_numpy(p) for p in _random_planes(rng, *size)]
+        for spec in SPECS:
+            on_gpu = yuv420_to_rgb(*(p.cuda() for p in planes), spec)
+            assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), yuv420_to_rgb(*planes, spec))

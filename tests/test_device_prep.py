@@ -185,3 +185,27 @@ def test_unknown_preprocess_is_a_usage_error():
     tagger = uvtag.load("motion-tiny", device="cpu")
     with pytest.raises(UsageError, match="preprocess"):
         type(tagger)(tagger.predictor.model, tagger.checkpoint, tagger.labels, preprocess="gpu")
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_cuda_prep_equals_the_cpu_one():
+    prep = ClipPrep(24, KINETICS_MEAN, KINETICS_STD, "BGR", 2)
+    frames = _frames(4, 24, 40)
+    on_gpu = prepare_clip(frames, prep, "cuda")
+    assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), prepare_clip(frames, prep, "cpu"))
+    big = _frames(2, 72, 96)  # resized on the device: float kernels may round a level apart
+    diff = (_levels(prepare_clip(big, prep, "cuda").cpu()) - _levels(prepare_clip(big, prep, "cpu"))).abs()
+    assert diff.max() <= 1.01
+
+
+@cuda
+def test_cuda_scores_of_the_uint8_and_device_paths(motion_video):
+    tagger = uvtag.load("motion-tiny", device="cuda", precision="fp32")
+    host, host_top = _scores(tagger, motion_video, "host")
+    uint8, _ = _scores(tagger, motion_video, "uint8")
+    device, device_top = _scores(tagger, motion_video, "device")
+    assert np.array_equal(uint8, host)
+    assert device_top == host_top and np.abs(device - host).max() <= DEVICE_SCORE_TOLERANCE

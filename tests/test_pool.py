@@ -98,3 +98,11 @@ def test_cli_batch_with_decoders(folder, tmp_path):
     refused = CliRunner().invoke(app, ["batch", *folder, "--out", str(tmp_path / "x.csv"), *options,
                                        "--decoders", "1", "--workers", "2"])
     assert refused.exit_code == 2 and "--decoders" in refused.output
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_rows_equal_one_process_on_cuda(folder, tmp_path):
+    gpu = uvtag.load("motion-tiny", device="cuda", precision="fp32", batch_size=1)
+    _, rows_one = _run(run_batch, gpu, folder, tmp_path / "one.csv")
+    _, rows_pool = _run(run_pool, gpu, folder, tmp_path / "pool.csv", decoders=2)
+    assert rows_pool == rows_one
