@@ -181,6 +181,21 @@ def test_batch_report_counts_and_links_match_the_csv(batch_report):
     assert "../../tags.csv" in [a.get("href") for a in tags.tags["a"]]
 
 
+def test_a_resumed_batch_reports_every_video_and_this_runs_counts(batch_report, tmp_path):
+    out = tmp_path / "tags.csv"
+    shutil.copy(batch_report["out"], out)
+    html_path = tmp_path / "report.html"
+    result = runner.invoke(app, ["batch", str(batch_report["videos"]), "--out", str(out), "--resume", "--report",
+                                 str(html_path), "-m", "motion-tiny", "--clip", "1", "-k", "3", "--no-isolate", "-q"])
+    assert result.exit_code == 3, result.output  # the broken video is retried and fails again
+    text = html_path.read_text(encoding="utf-8")
+    tags = parse(text)
+    assert len([a for a in tags.tags["li"] if a.get("class") == "video"]) == 3
+    assert len([a for a in tags.tags["li"] if a.get("id", "").startswith("f")]) == 1  # once, though written twice
+    assert "this run: 0 tagged, 3 already done, 1 failed of 4" in text
+    assert "<dt>model</dt><dd>motion-tiny</dd>" in text and "<dt>clip</dt><dd>1 s</dd>" in text
+
+
 def test_report_refuses_a_file_in_place_of_its_folder(batch_report, tmp_path):
     (tmp_path / "file").write_text("x")
     result = runner.invoke(app, ["batch", str(batch_report["videos"] / "a" / "01.mp4"), "--out",

@@ -12,6 +12,7 @@ reports (`thumbnail_count`), so that 5,000 videos still make a file a browser op
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import io
 import os
@@ -180,9 +181,9 @@ def write_report(results_path: str | os.PathLike[str], report_path: str | os.Pat
     videos = read_report_videos(results_path, out, num_thumbnails=num_thumbnails, backend=backend)
     details = details or RunDetails()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    filled = RunDetails(**{**details.__dict__, "source": details.source or Path(results_path).name,
-                           "source_href": details.source_href or relative_href(results_path, out.parent),
-                           "version": details.version or __version__, "date": details.date or now})
+    filled = dataclasses.replace(details, source=details.source or Path(results_path).name,
+                                 source_href=details.source_href or relative_href(results_path, out.parent),
+                                 version=details.version or __version__, date=details.date or now)
     text = report_html(videos, filled, f"uvtag report: {Path(results_path).name}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
