@@ -391,6 +391,14 @@ def test_similar_ranks_same_class_videos_first(tmp_path):
         assert sims == sorted(sims, reverse=True) and -1.0001 <= sims[-1] and sims[0] <= 1.0001
     dim = int(dict(_db_rows(db, "SELECT key, value FROM meta"))["embedding_dim"])
     assert _db_rows(db, "SELECT DISTINCT dim, length(embedding) FROM videos") == [(dim, 4 * dim)]
+    # a file outside the index is embedded with the index's model and clip length
+    copy = tmp_path / "new.mp4"
+    copy.write_bytes(paths[1].read_bytes())
+    result = _invoke("similar", copy, "--db", db, "--format", "json", "-q")
+    assert result.exit_code == 0, result.output
+    neighbours = json.loads(result.stdout)["neighbours"]
+    assert neighbours[0]["path"] == str(paths[1]) and neighbours[0]["similarity"] > 0.9999
+    assert Path(neighbours[1]["path"]).stem.rsplit("_", 1)[0] == paths[1].stem.rsplit("_", 1)[0]
 
 
 def test_similar_without_embeddings_or_video_is_one_line(untrimmed):

@@ -13,7 +13,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from uvtag.cli.common import OverwriteOpt, QuietOpt, check_out, err, machine_format, run, write_stdout
+from uvtag.cli.common import (
+    DeviceOpt,
+    OverwriteOpt,
+    QuietOpt,
+    check_out,
+    err,
+    load_tagger,
+    machine_format,
+    model_options,
+    run,
+    write_stdout,
+)
+from uvtag.errors import UsageError
 
 DbOpt = Annotated[Path, typer.Option("--db", help="Tag index: a database written by `uvtag batch DIR --out tags.sqlite`.")]
 IndexFormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help="table, json or csv.")]
@@ -66,9 +78,11 @@ def search(
 
 
 def similar(
-    video: Annotated[str, typer.Argument(help="A video of the index, by its path as stored (or the same file).", show_default=False)],
+    video: Annotated[str, typer.Argument(help="A video of the index (its path as stored, or the same file), or any video file.", show_default=False)],
     db: DbOpt,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="The most videos to list.")] = 10,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="For a video outside the index: the model to embed it with (default: the index's).")] = None,
+    device: DeviceOpt = "auto",
     fmt: IndexFormatOpt = None,
     out: IndexOutOpt = None,
     overwrite: OverwriteOpt = False,
@@ -77,6 +91,7 @@ def similar(
     """The videos that look most like VIDEO: cosine similarity of the stored embeddings.
 
     The index needs embeddings: write it with [bold]uvtag batch DIR --out tags.sqlite --embed[/bold].
+    A video that is not in the index is embedded first, with the index's model and clip length.
 
     [bold]Examples[/bold]
 
@@ -84,15 +99,25 @@ def similar(
       uvtag similar videos/cat.mp4 --db tags.sqlite --limit 50 --format csv > like_cat.csv
     """
     from uvtag.index.formats import INDEX_FORMATS
+    from uvtag.index.query import clip_settings, lookup_video, meta_model, similar_to
     from uvtag.index.query import similar as similar_in_index
     from uvtag.index.schema import connect_reader
+    from uvtag.index.writer import embed_file
 
     def body() -> int:
         check_out(out)
         machine = machine_format(out, fmt, INDEX_FORMATS, None)
         conn = connect_reader(db)
         try:
-            result = similar_in_index(conn, video, limit=limit, where=str(db))
+            if lookup_video(conn, video) is None and Path(video).is_file():
+                name = model or meta_model(conn)
+                if name is None:
+                    raise UsageError(f"{db} does not name its model; give the one it was written with: --model NAME")
+                tagger = load_tagger(model_options(name, None, device, "auto", None, None, None, False), quiet)
+                vector = embed_file(tagger, video, *clip_settings(conn))
+                result = similar_to(conn, video, vector, limit=limit, where=str(db))
+            else:
+                result = similar_in_index(conn, video, limit=limit, where=str(db))
         finally:
             conn.close()
         if not quiet:

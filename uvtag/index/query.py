@@ -138,40 +138,49 @@ def check_labels(labels: Sequence[str], known: Sequence[str], where: str) -> Non
         raise UsageError(f"no video in {where} has the label {label!r}; {hint}")
 
 
-def _clip_hits(conn: sqlite3.Connection, labels: Sequence[str], min_score: float, mode: str
-               ) -> dict[int, list[tuple[float, float, float, dict[str, float]]]]:
-    """video id -> its counting clips as (start_sec, end_sec, score, {label: score held})."""
-    marks = ", ".join("?" * len(labels))
-    rows = conn.execute(
-        "SELECT cl.clip_id, c.video_id, c.start_sec, c.end_sec, cl.label, cl.score "
-        f"FROM clip_labels AS cl JOIN clips AS c ON c.id = cl.clip_id WHERE cl.label IN ({marks}) AND cl.score >= ?",
-        (*labels, min_score),
-    )
+_HITS = ("SELECT cl.clip_id AS clip, c.video_id AS video, c.start_sec, c.end_sec, cl.label, cl.score "
+         "FROM clip_labels AS cl JOIN clips AS c ON c.id = cl.clip_id WHERE cl.label IN ({marks}) AND cl.score >= ?")
+
+
+def _video_scores(conn: sqlite3.Connection, labels: Sequence[str], min_score: float, mode: str) -> dict[int, float]:
+    """video id -> its best counting clip's score, for every matching video (aggregated in SQLite)."""
+    hits = _HITS.format(marks=", ".join("?" * len(labels)))
+    if mode == "all":
+        sql = (f"SELECT video, max(s) FROM (SELECT video, min(score) AS s FROM ({hits}) GROUP BY clip "
+               "HAVING count(DISTINCT label) = ?) GROUP BY video")
+        return dict(conn.execute(sql, (*labels, min_score, len(labels))).fetchall())
+    return dict(conn.execute(f"SELECT video, max(score) FROM ({hits}) GROUP BY video", (*labels, min_score)).fetchall())
+
+
+def _clip_hits(conn: sqlite3.Connection, labels: Sequence[str], min_score: float, mode: str, videos: Sequence[int]
+               ) -> dict[int, list[ClipHit]]:
+    """video id -> its counting clips, for `videos`."""
     per_clip: dict[int, list] = {}
-    for clip_id, video_id, start, end, label, score in rows:
-        entry = per_clip.get(clip_id)
-        if entry is None:
-            per_clip[clip_id] = [video_id, start, end, {label: score}]
-        elif score > entry[3].get(label, -1.0):  # a label twice in one clip's top-k: its best
-            entry[3][label] = score
-    need = len(set(labels))
-    per_video: dict[int, list[tuple[float, float, float, dict[str, float]]]] = {}
-    for video_id, start, end, held in per_clip.values():
-        if mode == "all" and len(held) < need:
+    for start in range(0, len(videos), 500):  # under SQLite's bound-parameter limit
+        chunk = videos[start : start + 500]
+        sql = _HITS.format(marks=", ".join("?" * len(labels))) + f" AND c.video_id IN ({', '.join('?' * len(chunk))})"
+        for clip_id, video_id, begin, end, label, score in conn.execute(sql, (*labels, min_score, *chunk)):
+            entry = per_clip.get(clip_id)
+            if entry is None:
+                per_clip[clip_id] = [video_id, begin, end, {label: score}]
+            elif score > entry[3].get(label, -1.0):  # a label twice in one clip's top-k: its best
+                entry[3][label] = score
+    per_video: dict[int, list[ClipHit]] = {}
+    for video_id, begin, end, held in per_clip.values():
+        if mode == "all" and len(held) < len(labels):
             continue
         score = min(held.values()) if mode == "all" else max(held.values())
-        per_video.setdefault(video_id, []).append((start, end, score, held))
+        per_video.setdefault(video_id, []).append(ClipHit(begin, end, score, tuple(x for x in labels if x in held)))
     return per_video
 
 
-def _best_videos(per_video: dict[int, list[tuple[float, float, float, dict[str, float]]]], limit: int | None) -> list[int]:
-    """The videos that can make the first `limit` places: a video's score is its best clip's, so
-    only those at least as good as the limit-th best need their ranges merged."""
-    if limit is None or len(per_video) <= limit:
-        return list(per_video)
-    best = {video_id: max(c[2] for c in clips) for video_id, clips in per_video.items()}
-    cut = sorted(best.values(), reverse=True)[limit - 1]
-    return [video_id for video_id, score in best.items() if score >= cut]
+def _best_videos(scores: dict[int, float], limit: int | None) -> list[int]:
+    """The videos that can make the first `limit` places: those at least as good as the limit-th
+    best (a video's score is its best clip's; ties are broken by the ranges)."""
+    if limit is None or len(scores) <= limit:
+        return list(scores)
+    cut = sorted(scores.values(), reverse=True)[limit - 1]
+    return [video_id for video_id, score in scores.items() if score >= cut]
 
 
 def search(conn: sqlite3.Connection, labels: Sequence[str], *, min_score: float = 0.0, mode: str = "any",
@@ -195,15 +204,13 @@ def search(conn: sqlite3.Connection, labels: Sequence[str], *, min_score: float 
         raise UsageError(f"--min-score {min_score}: scores are probabilities, between 0 and 1")
     labels = tuple(dict.fromkeys(labels))
     check_labels(labels, known_labels(conn), where)
-    per_video = _clip_hits(conn, labels, min_score, mode)
-    ranges = {video_id: merge_ranges([ClipHit(start, end, score, tuple(x for x in labels if x in held))
-                                      for start, end, score, held in per_video[video_id]], labels)
-              for video_id in _best_videos(per_video, limit)}
-    ranked = rank_videos(ranges)
+    scores = _video_scores(conn, labels, min_score, mode)
+    per_video = _clip_hits(conn, labels, min_score, mode, _best_videos(scores, limit))
+    ranked = rank_videos({video_id: merge_ranges(clips, labels) for video_id, clips in per_video.items()})
     chosen = ranked if limit is None else ranked[:limit]
     paths = _paths(conn, [video_id for video_id, _, _ in chosen])
     videos = tuple(VideoHits(paths[video_id], score, ranges) for video_id, score, ranges in chosen)
-    return SearchResult(labels, mode, min_score, len(per_video), videos)
+    return SearchResult(labels, mode, min_score, len(scores), videos)
 
 
 def _paths(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, str]:
@@ -215,13 +222,9 @@ def _paths(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, str]:
     return out
 
 
-def find_video(conn: sqlite3.Connection, path: str, where: str = "the index") -> tuple[int, str]:
+def lookup_video(conn: sqlite3.Connection, path: str) -> tuple[int, str] | None:
     """(id, stored path) of the video `path` names: exactly as stored, else the one stored path
-    that is the same file.
-
-    Raises:
-        UsageError: no such video in the index.
-    """
+    that is the same file; None when the index has no such video."""
     import os
 
     row = conn.execute("SELECT id, path FROM videos WHERE path = ?", (path,)).fetchone()
@@ -229,12 +232,33 @@ def find_video(conn: sqlite3.Connection, path: str, where: str = "the index") ->
         return row[0], row[1]
     target = os.path.realpath(path)
     same = [(i, p) for i, p in conn.execute("SELECT id, path FROM videos") if os.path.realpath(p) == target]
-    if len(same) == 1:
-        return same[0]
+    return same[0] if len(same) == 1 else None
+
+
+def find_video(conn: sqlite3.Connection, path: str, where: str = "the index") -> tuple[int, str]:
+    """`lookup_video`, or UsageError (with the closest stored paths) when the index has no such video."""
+    found = lookup_video(conn, path)
+    if found is not None:
+        return found
     names = [p for (p,) in conn.execute("SELECT path FROM videos")]
     close = difflib.get_close_matches(path, names, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise UsageError(f"{path}: not a video of {where}{hint}")
+
+
+def _embeddings(conn: sqlite3.Connection, where: str):
+    """(ids, paths, float32 matrix [videos, dim]) of every stored embedding.
+
+    Raises:
+        UsageError: the index holds none.
+    """
+    import numpy as np
+
+    rows = conn.execute("SELECT id, path, embedding FROM videos WHERE status = 'ok' AND embedding IS NOT NULL").fetchall()
+    if not rows:
+        raise UsageError(f"{where} holds no embeddings: write it with `uvtag batch DIR --out {where} --embed`")
+    matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), -1)
+    return [r[0] for r in rows], [r[1] for r in rows], matrix
 
 
 def similar(conn: sqlite3.Connection, path: str, *, limit: int | None = 10, where: str = "the index") -> SimilarResult:
@@ -243,18 +267,39 @@ def similar(conn: sqlite3.Connection, path: str, *, limit: int | None = 10, wher
     Raises:
         UsageError: the index holds no embeddings, `path` is not in it, or has none.
     """
-    import numpy as np
-
     video_id, stored = find_video(conn, path, where)
-    rows = conn.execute("SELECT id, path, embedding FROM videos WHERE status = 'ok' AND embedding IS NOT NULL").fetchall()
-    if not rows:
-        raise UsageError(f"{where} holds no embeddings: write it with `uvtag batch DIR --out {where} --embed`")
-    ids = [r[0] for r in rows]
+    ids, paths, matrix = _embeddings(conn, where)
     if video_id not in ids:
         raise UsageError(f"{stored}: has no embedding in {where} (failed, or written without --embed)")
-    matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), -1)
-    return _nearest(stored, matrix[ids.index(video_id)], matrix, [r[1] for r in rows], {stored},
-                    meta_model(conn), limit)
+    return _nearest(stored, matrix[ids.index(video_id)], matrix, paths, {stored}, meta_model(conn), limit)
+
+
+def similar_to(conn: sqlite3.Connection, name: str, vector, *, limit: int | None = 10,
+               where: str = "the index") -> SimilarResult:
+    """The videos whose stored embeddings are nearest to `vector` (a video `name` outside the index).
+
+    Raises:
+        UsageError: the index holds no embeddings, or ones of another size.
+    """
+    ids, paths, matrix = _embeddings(conn, where)
+    if len(vector) != matrix.shape[1]:
+        raise UsageError(f"{name}: a {len(vector)}-dimensional embedding; {where} holds {matrix.shape[1]}-dimensional ones")
+    return _nearest(name, vector, matrix, paths, set(), meta_model(conn), limit)
+
+
+def clip_settings(conn: sqlite3.Connection) -> tuple[float, float | None]:
+    """(clip_sec, stride_sec) the index's clips were most often cut with (stride None: back to
+    back), read from its first clips, so a new video can be embedded the same way."""
+    from collections import Counter
+
+    rows = conn.execute("SELECT video_id, start_sec, end_sec FROM clips ORDER BY id LIMIT 5000").fetchall()
+    if not rows:
+        raise UsageError("the index holds no clips to read the clip length from")
+    lengths = Counter(round(e - s, 3) for _, s, e in rows)
+    steps = Counter(round(b[1] - a[1], 3) for a, b in zip(rows, rows[1:]) if a[0] == b[0])
+    clip = lengths.most_common(1)[0][0]
+    stride = steps.most_common(1)[0][0] if steps else clip
+    return clip, None if stride == clip else stride
 
 
 def _nearest(path: str, query, matrix, paths: Sequence[str], exclude: set[str], model: str | None,

@@ -57,6 +57,15 @@ def video_embedding(prediction: VideoPrediction) -> bytes | None:
     return (mean / norm if norm > 0 else mean).astype("<f4").tobytes()
 
 
+def embed_file(tagger: Any, path: str, clip_sec: float, stride_sec: float | None):
+    """The embedding `video_embedding` stores, for a video file outside the index (float32 [C]),
+    computed with `tagger` (a loaded `uvtag.tagger.Tagger`) on clips cut as given."""
+    import numpy as np
+
+    prediction = tagger.tag_clips(path, clip_sec=clip_sec, stride_sec=stride_sec, top=1, embed=True)
+    return np.frombuffer(video_embedding(prediction), dtype="<f4")
+
+
 def _size(path: str) -> int | None:
     try:
         return os.stat(path).st_size
