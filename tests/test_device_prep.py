@@ -209,3 +209,27 @@ def test_cuda_scores_of_the_uint8_and_device_paths(motion_video):
     device, device_top = _scores(tagger, motion_video, "device")
     assert np.array_equal(uint8, host)
     assert device_top == host_top and np.abs(device - host).max() <= DEVICE_SCORE_TOLERANCE
+
+
+def test_yuv_planes_give_the_clips_of_rgb_frames(tmp_path):
+    from tests.videogen import write_rotated
+    from uvtag.video.colour import Yuv420Frame
+
+    src = write_video(tmp_path / "v.mp4", num_frames=4, size=(72, 96))
+    prep = ClipPrep(24, KINETICS_MEAN, KINETICS_STD, "RGB", 0)
+    for path in (src, write_rotated(src, tmp_path / "r.mp4", 90)):
+        with open_video(path) as reader:
+            rgb = dict(reader.iter_frames(range(4)))
+            raw = dict(reader.iter_frames(range(4), raw=True))
+            resized = dict(reader.iter_frames(range(2), size=(24, 32), raw=True))
+        assert all(isinstance(f, Yuv420Frame) for f in raw.values())
+        assert all(isinstance(f, np.ndarray) for f in resized.values())  # a size asks the decoder to scale
+        for i in range(4):
+            assert torch.equal(raw[i].to_rgb().permute(1, 2, 0), torch.from_numpy(rgb[i]))
+            assert torch.equal(prepare_frame(raw[i], prep, "cpu"), prepare_frame(rgb[i], prep, "cpu"))
+
+
+def test_device_path_scores_are_the_same_from_planes_or_rgb(motion_video):
+    planes = uvtag.load("motion-tiny", device="cpu")
+    rgb = uvtag.load("motion-tiny", device="cpu", isolate=True)  # isolated readers send RGB
+    assert np.array_equal(_scores(planes, motion_video, "device")[0], _scores(rgb, motion_video, "device")[0])

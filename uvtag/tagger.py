@@ -83,8 +83,9 @@ class Tagger:
             costs that video only; `decode_timeout_sec` bounds each decode request.
         preprocess: how `span_clips` (batch, localize) prepares frames: "host" (normalised on the
             CPU), "uint8" (the decoder resizes, the uint8 crop crosses to the model's device and
-            is normalised there: the same clips) or "device" (full-size uint8 frames cross and
-            are resized there too: within a few levels, see `uvtag.infer.device_prep`).
+            is normalised there: the same clips) or "device" (full-size frames cross, as their
+            YUV planes where the decoder allows, and are converted and resized there: within a
+            few levels, see `uvtag.infer.device_prep`).
     """
 
     def __init__(self, model: UniFormerV2, checkpoint: Checkpoint, labels: Sequence[str], *,
@@ -204,8 +205,12 @@ class Tagger:
         prep, device = ClipPrep.for_checkpoint(ck), self.predictor.device
 
         def prepared():
-            decode_size = None if self.preprocess == "device" else size  # "device" resizes on the device
-            for index, frame in reader.iter_frames(needed_frames(plans), size=decode_size):
+            needed = needed_frames(plans)
+            if self.preprocess == "device" and isinstance(reader, VideoReader):  # YUV planes cross, resized there
+                frames = reader.iter_frames(needed, raw=True)
+            else:
+                frames = reader.iter_frames(needed, size=None if self.preprocess == "device" else size)
+            for index, frame in frames:
                 if self.preprocess != "host":
                     yield index, prepare_frame(frame, prep, device)  # [3, c, c] on the model's device
                     continue

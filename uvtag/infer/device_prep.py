@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uvtag.video.colour import Yuv420Frame
 from uvtag.video.transforms import CHANNEL_ORDERS, crop_offsets, resized_shape, spatial_indices
 
 LAYOUTS = ("THWC", "CTHW")
@@ -134,11 +135,16 @@ def prepare_clip(frames: torch.Tensor | np.ndarray, prep: ClipPrep, device: torc
     return normalise(x, mean, std)
 
 
-def prepare_frame(frame: torch.Tensor | np.ndarray, prep: ClipPrep, device: torch.device | str) -> torch.Tensor:
+def prepare_frame(frame: torch.Tensor | np.ndarray | Yuv420Frame, prep: ClipPrep,
+                  device: torch.device | str) -> torch.Tensor:
     """One uint8 [H, W, 3] RGB frame -> float32 [3, c, c] on `device` (`prepare_clip` of one frame).
 
-    When the frame is already at the resized size, only the crop crosses to the device.
+    When the frame is already at the resized size, only the crop crosses to the device. A
+    `Yuv420Frame` crosses as its planes (1.5 bytes a pixel) and is converted to RGB and rotated
+    on the device (`uvtag.video.colour`: the same RGB as the decoder's for even heights).
     """
+    if isinstance(frame, Yuv420Frame):
+        return prepare_clip(frame.to_rgb(device)[:, None], prep, device, "CTHW")[:, 0]
     if isinstance(frame, np.ndarray):
         frame = torch.from_numpy(np.ascontiguousarray(frame))
     height, width = int(frame.shape[0]), int(frame.shape[1])

@@ -82,6 +82,17 @@ def yuv420_planes(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+def _yuv420_frame(frame, rotation: int):
+    """A `uvtag.video.colour.Yuv420Frame` of an av.VideoFrame, or None where the frame is not
+    planar 4:2:0 or its matrix is not one `uvtag.video.colour` converts."""
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        return None
+    from uvtag.video.colour import Yuv420Frame, spec_of  # torch: only where raw frames are asked for
+
+    spec = spec_of(frame.colorspace, frame.color_range, frame.format.name)
+    return None if spec is None else Yuv420Frame(*yuv420_planes(frame), spec, rotation)
+
+
 def _stored_size(size: Size, rotation: int) -> Size:
     """The (h, w) to scale the stored picture to so that it is `size` after rotation."""
     if size is None or rotation % 180 == 0:
@@ -144,6 +155,7 @@ class PyAVBackend:
 
     name = "pyav"
     note = ""  # extra context for out-of-range errors (set for truncated files)
+    raw = False  # iter_frames gives Yuv420Frame pictures where it can (see _to_rgb)
 
     def __init__(self, path: str) -> None:
         import av
@@ -285,7 +297,15 @@ class PyAVBackend:
         return i if i < len(self._pts) and self._pts[i] == pts else None
 
     def _to_rgb(self, frame, size: Size) -> np.ndarray:
-        """av.VideoFrame -> uint8 [H, W, 3] RGB, scaled by swscale (bilinear) *before* the RGB conversion."""
+        """av.VideoFrame -> uint8 [H, W, 3] RGB, scaled by swscale (bilinear) *before* the RGB conversion.
+
+        With `raw` set (and no size), a planar 4:2:0 frame of a matrix `uvtag.video.colour` converts
+        comes back as a `Yuv420Frame` instead (planes as decoded, rotation not yet applied).
+        """
+        if self.raw and size is None:
+            picture = _yuv420_frame(frame, self._rotation)
+            if picture is not None:
+                return picture
         stored = _stored_size(size, self._rotation)
         if stored is None:
             arr = frame.to_ndarray(format="rgb24")

@@ -34,6 +34,7 @@ first, [..., 3, H, W].
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 
@@ -83,6 +84,31 @@ def _scaled(value: int, num: int, den: int) -> int:
     """C's integer `value * num / den` (truncates toward zero, also for negative values)."""
     q = abs(value) * num // den
     return q if value >= 0 else -q
+
+
+@dataclasses.dataclass(frozen=True)
+class Yuv420Frame:
+    """A decoded 4:2:0 picture as stored: uint8 planes Y [H, W], U and V [ceil(H/2), ceil(W/2)]
+    (numpy arrays or tensors), how they map to RGB, and the display rotation still to apply."""
+
+    y: Any
+    u: Any
+    v: Any
+    spec: ColourSpec
+    rotation: int = 0
+
+    def to_rgb(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """uint8 [3, H', W'] RGB on `device`, rotated for display (planes copied there as uint8)."""
+        y, u, v = (_to_device(p, torch.device(device)) for p in (self.y, self.u, self.v))
+        return rotate(yuv420_to_rgb(y, u, v, self.spec), self.rotation)
+
+
+def _to_device(plane, device: torch.device) -> torch.Tensor:
+    """A uint8 plane onto `device`: pinned and non-blocking from the host to CUDA."""
+    plane = plane if isinstance(plane, torch.Tensor) else torch.from_numpy(plane)
+    if device.type == "cuda" and plane.device.type == "cpu":
+        return plane.pin_memory().to(device, non_blocking=True)
+    return plane.to(device)
 
 
 def fixed_point(spec: ColourSpec) -> FixedPoint:

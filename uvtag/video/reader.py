@@ -196,8 +196,13 @@ class VideoReader:
             out[where[idx]] = frame
         return out
 
-    def iter_frames(self, indices: Iterable[int], size: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_frames(self, indices: Iterable[int], size: tuple[int, int] | None = None,
+                    raw: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """Stream (index, frame uint8 [H, W, 3] RGB) for ascending `indices` in one forward pass.
+
+        With `raw` (and no `size`), frames the PyAV backend holds as planar 4:2:0 of a matrix
+        `uvtag.video.colour` converts come as `Yuv420Frame` pictures instead, for a conversion on
+        another device; any other frame is RGB as usual.
 
         Each distinct index is decoded once (a repeated index yields the same array again); frames
         between requested ones are decoded but never converted to RGB. `indices` is consumed lazily,
@@ -214,7 +219,7 @@ class VideoReader:
                 repeats[idx], prev = sum(1 for _ in run), idx
                 yield idx
 
-        for idx, frame in self._iter_unique(unique(), size):
+        for idx, frame in self._iter_unique(unique(), size, raw):
             for _ in range(repeats.pop(idx, 1)):
                 yield idx, frame
 
@@ -250,12 +255,13 @@ class VideoReader:
             raise VideoError(f"{self.path}: invalid frame size {size!r} (need positive (height, width))")
         return h, w
 
-    def _iter_unique(self, indices: Iterable[int], size: Size) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter_unique(self, indices: Iterable[int], size: Size, raw: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """Frames for ascending unique indices, switching to the next backend if the current one fails."""
         feed = _IndexFeed(iter(indices))
         while True:
             if self._impl is None:
                 raise VideoError(f"{self.path}: reader is closed")
+            self._impl.raw = raw  # only PyAV reads it
             try:
                 for idx, frame in self._impl.iter_frames(feed, size):
                     feed.delivered(idx)
