@@ -9,7 +9,8 @@ Per frame of a synthetic picture (smooth luma and chroma, BT.601 limited), media
   (planes copied there as uint8, included);
 - prep host: swscale resize to the short side + host normalise and crop (`Tagger.span_clips`, "host");
 - prep uint8: the same decoder resize, uint8 crop to the device, normalised there ("uint8");
-- prep device: full-size RGB uint8 to the device, resized, cropped and normalised there ("device");
+- prep device: full-size RGB uint8 to the device, resized, cropped and normalised there; from YUV
+  planes: the decoded planes (copied out of the frame) instead, converted there too ("device");
 - bytes: what crosses to the device per frame (float32 crop vs uint8 crop vs full-size uint8).
 """
 
@@ -26,7 +27,7 @@ import torch
 from uvtag.infer.device_prep import ClipPrep, prepare_frame
 from uvtag.model.zoo import KINETICS_MEAN, KINETICS_STD
 from uvtag.video.backends import yuv420_planes
-from uvtag.video.colour import ColourSpec, yuv420_to_rgb
+from uvtag.video.colour import ColourSpec, Yuv420Frame, yuv420_to_rgb
 from uvtag.video.transforms import resized_shape, to_views
 
 CROP = 224
@@ -84,15 +85,18 @@ def run(device: torch.device, frames: int, height: int, width: int) -> None:
     def prep_device():
         return prepare_frame(full_rgb, prep, device)
 
+    def prep_planes():
+        return prepare_frame(Yuv420Frame(*yuv420_planes(picture), ColourSpec()), prep, device)
+
     print(f"{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else torch.backends.cpu.get_cpu_capability()}), "
           f"{torch.get_num_threads()} CPU threads, {width}x{height} -> {size[1]}x{size[0]} -> {CROP}x{CROP}, "
           f"{frames} frames x 5 runs, median ms/frame:")
     print(f"  colour   swscale rgb24 (CPU) {_median_ms(swscale_rgb, device, frames):7.3f}   "
           f"torch yuv420_to_rgb ({device}) {_median_ms(torch_rgb, device, frames):7.3f}")
     print(f"  prep     host {_median_ms(prep_host, device, frames):7.3f}   uint8 {_median_ms(prep_uint8, device, frames):7.3f}   "
-          f"device {_median_ms(prep_device, device, frames):7.3f}")
+          f"device from RGB {_median_ms(prep_device, device, frames):7.3f}   from YUV planes {_median_ms(prep_planes, device, frames):7.3f}")
     print(f"  bytes to the device per frame: host {3 * CROP * CROP * 4:,}   uint8 {3 * CROP * CROP:,}   "
-          f"device {height * width * 3:,}")
+          f"device from RGB {height * width * 3:,}   from YUV planes {height * width * 3 // 2:,}")
 
 
 def main() -> None:
