@@ -343,6 +343,19 @@ def test_workers_write_into_one_database(tmp_path):
     assert result.exit_code == 3 and _db_rows(db, "SELECT count(*) FROM videos") == [(len(paths) + 1,)]
 
 
+def test_a_ray_run_writes_into_a_database(tmp_path):
+    pytest.importorskip("ray.data")
+    folder = tmp_path / "videos"
+    paths = _clip_folder(folder, ["moving down"], 14)
+    db = tmp_path / "tags.sqlite"
+    run = subprocess.run([str(a) for a in [UVTAG, "batch", folder, "--out", db, "-m", "motion-tiny", "--clip", "1",
+                                           "-k", "2", "-q", "--ray", "local", "--workers", "1", "--embed"]],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(_check_complete(db, 2)) == sorted(map(str, paths))
+    assert _db_rows(db, "SELECT count(*), count(embedding) FROM videos") == [(len(paths), len(paths))]
+
+
 # ---------------------------------------------------------------- merge
 
 def test_shard_outputs_merge_into_one_database_and_back(untrimmed, tmp_path):
