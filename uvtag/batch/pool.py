@@ -35,7 +35,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -165,16 +164,19 @@ class _Decoder:
         self.path: str | None = None
         self.since = time.monotonic()
 
+    def ask_to_stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+
     def give(self, path: str | None) -> None:
         self.path, self.since = path, time.monotonic()
         if path is not None:
             self.conn.send(path)
 
     def stop(self) -> None:
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
+        self.ask_to_stop()
         self.process.join(2)
         if self.process.is_alive():
             self.process.kill()
@@ -232,6 +234,8 @@ def run_pool(tagger, paths: Sequence[str | Path], writer: BatchWriter, *, clip_s
                     d.give(queue.popleft())
         run.run_pending()
     finally:
+        for d in pool:  # all at once, then wait: they exit in parallel
+            d.ask_to_stop()
         for d in pool:
             d.stop()
     return summary
