@@ -163,3 +163,35 @@ class LiveServer:
             return
         if last is not None:  # drop it hard, as a failing network does
             handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def main() -> None:
+    """`python tests/livefeed.py [--seed N] [--http]`: a generated motion video as a live stream,
+    MPEG-TS in real time to stdout (pipe it into `uvtag watch -`), or from a local HTTP server."""
+    import argparse
+    import sys
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--actions", type=int, default=4)
+    ap.add_argument("--http", action="store_true", help="serve it at http://127.0.0.1:PORT/live.ts (printed)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        scene = motion_scene(args.seed, args.actions)
+        index = index_ts(write_ts(scene, Path(tmp) / "live.ts"))
+        truth = ", ".join(f"{label} {t0:.2f}-{t1:.2f}" for t0, t1, label in scene.segments())
+        print(f"{index.duration_sec:.1f} s, {scene.width}x{scene.height}, {scene.fps} fps: {truth}", file=sys.stderr)
+        if args.http:
+            with LiveServer(index) as server:
+                print(server.url, flush=True)
+                server.thread.join()
+            return
+        try:
+            send_paced(lambda data: (sys.stdout.buffer.write(data), sys.stdout.buffer.flush()), index, time.monotonic())
+        except BrokenPipeError:
+            pass
+
+
+if __name__ == "__main__":
+    main()

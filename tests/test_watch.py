@@ -265,13 +265,18 @@ def test_watch_follows_a_growing_file_and_matches_localize(streams, tmp_path):
 # ---------------------------------------------------------------------- sources that fail
 
 
-@pytest.mark.parametrize("kind", ["silent server", "refused", "empty pipe", "silent pipe"])
+@pytest.mark.parametrize("kind", ["silent server", "refused", "empty pipe", "silent pipe", "unknown protocol"])
 def test_a_source_without_frames_fails_in_one_line(kind, tmp_path):
     index = livefeed.index_ts(livefeed.write_ts(livefeed.motion_scene(2, num_actions=1), tmp_path / "x.ts"))
     args = [UVTAG, "watch", "-m", "motion-tiny", "--timeout", "1.5", "--quiet"]
     if kind == "empty pipe":  # not a video: ends at once
         done = subprocess.run(args + ["-"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
         expected = "error: standard input: no video frame ("
+    elif kind == "unknown protocol":  # no retry can help: at once, not after the timeout
+        started = time.monotonic()
+        done = subprocess.run(args + ["--timeout", "60", "srt://127.0.0.1:9"], capture_output=True, text=True, timeout=50)
+        assert time.monotonic() - started < 50
+        expected = "error: srt://127.0.0.1:9: Protocol not found"
     elif kind == "silent pipe":  # open, but nothing ever comes
         read_end, write_end = os.pipe()
         try:

@@ -236,6 +236,14 @@ class _Session:
             container.close()
 
 
+def _cannot_work(exc: BaseException) -> bool:
+    """Errors no retry can fix before a source has worked: an unknown protocol or format, a
+    missing device or file, no permission, an HTTP 4xx (wrong URL)."""
+    import av
+
+    return isinstance(exc, (LookupError, FileNotFoundError, PermissionError, av.error.HTTPClientError))
+
+
 def _reason(exc: BaseException) -> str:
     return first_line(exc, 200) if str(exc) else type(exc).__name__
 
@@ -275,6 +283,8 @@ def live_frames(spec: str, options: SourceOptions = SourceOptions(),
         except Exception as e:  # FFmpeg, network and OS errors: this connection is over
             if isinstance(e, MemoryError) and type(e).__module__ == "builtins":
                 raise
+            if clock.last_sec is None and _cannot_work(e):
+                raise SourceError(f"{name}: {_reason(e)}") from None
             ended = _reason(e)
         if stop.is_set():
             return

@@ -168,23 +168,20 @@ class Watch:
     Args:
         tagger: a loaded `uvtag.tagger.Tagger`.
         source: see `uvtag.live.source` ("-", a file, /dev/videoN, a URL).
+        segments: a `uvtag.tagger.SegmentOptions` (NMS is implied: see `uvtag.live.segmenter`).
         window_sec, stride_sec: windows, as `localize` (default stride: half the window).
         top: labels per window event.
-        segments: a `uvtag.tagger.SegmentOptions` (NMS is implied: see `uvtag.live.segmenter`).
         source_options: timeouts, reconnection, `follow`.
         max_queue: windows that may wait for the model (default: two batches, at least 4).
     """
 
-    def __init__(self, tagger, source: str, *, window_sec: float = 8.0, stride_sec: float | None = None,
-                 top: int = 5, segments=None, source_options: SourceOptions = SourceOptions(),
-                 max_queue: int | None = None) -> None:
-        from uvtag.tagger import SegmentOptions
-
+    def __init__(self, tagger, source: str, *, segments, window_sec: float = 8.0, stride_sec: float | None = None,
+                 top: int = 5, source_options: SourceOptions = SourceOptions(), max_queue: int | None = None) -> None:
         self.tagger, self.source = tagger, source
         self.window_sec = window_sec
         self.stride_sec = window_sec / 2 if stride_sec is None else stride_sec
         self.planner = WindowPlanner(window_sec, self.stride_sec)
-        options = segments or SegmentOptions()
+        options = segments
         self.segmenter = Segmenter(tagger.labels, threshold=options.threshold, smooth_windows=options.smooth_windows,
                                    min_duration_sec=options.min_duration_sec, merge_gap_sec=options.merge_gap_sec,
                                    top_k_per_window=options.top_k_per_window)
