@@ -233,3 +233,20 @@ def test_device_path_scores_are_the_same_from_planes_or_rgb(motion_video):
     planes = uvtag.load("motion-tiny", device="cpu")
     rgb = uvtag.load("motion-tiny", device="cpu", isolate=True)  # isolated readers send RGB
     assert np.array_equal(_scores(planes, motion_video, "device")[0], _scores(rgb, motion_video, "device")[0])
+
+
+def test_frames_swscale_must_convert_stay_rgb_in_raw_mode(tmp_path):
+    """4:4:4 (or a matrix colour.py lacks) is not sent as planes: the decoder's RGB comes instead."""
+    from uvtag.video.colour import Yuv420Frame
+
+    path = tmp_path / "v444.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
+        stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv444p"
+        for i in range(3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(_frames(1, 48, 64, seed=i)[0], format="rgb24")))
+        out.mux(stream.encode())
+    with open_video(path) as reader:
+        frames = dict(reader.iter_frames(range(3), raw=True))
+    assert all(isinstance(f, np.ndarray) and not isinstance(f, Yuv420Frame) and f.shape == (48, 64, 3)
+               for f in frames.values())
