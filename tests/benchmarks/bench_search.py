@@ -55,8 +55,9 @@ def build(path: Path, num_clips: int, per_video: int, num_labels: int, seed: int
     rest = np.sort(rng.uniform(0.0, 1.0, (num_clips, TOP - 1)), axis=1)[:, ::-1] * (1 - first)[:, None]
     scores = np.concatenate([first[:, None], rest], axis=1)
     names = [f"label {i:03d}" for i in range(num_labels)]
-    conn.executemany("INSERT INTO clip_labels (clip_id, rank, label, class_index, score) VALUES (?, ?, ?, ?, ?)",
-                     ((c + 1, r + 1, names[k], k, s) for c, (row, srow) in enumerate(zip(labels.tolist(), scores.tolist()))
+    conn.executemany("INSERT INTO clip_labels (clip_id, video_id, rank, label, class_index, score) VALUES (?, ?, ?, ?, ?, ?)",
+                     ((c + 1, c // per_video + 1, r + 1, names[k], k, s)
+                      for c, (row, srow) in enumerate(zip(labels.tolist(), scores.tolist()))
                       for r, (k, s) in enumerate(zip(row, srow))))
     conn.execute("COMMIT")
     conn.execute("ANALYZE")

@@ -138,18 +138,15 @@ def check_labels(labels: Sequence[str], known: Sequence[str], where: str) -> Non
         raise UsageError(f"no video in {where} has the label {label!r}; {hint}")
 
 
-_HITS = ("SELECT cl.clip_id AS clip, c.video_id AS video, c.start_sec, c.end_sec, cl.label, cl.score "
-         "FROM clip_labels AS cl JOIN clips AS c ON c.id = cl.clip_id WHERE cl.label IN ({marks}) AND cl.score >= ?")
-
-
 def _video_scores(conn: sqlite3.Connection, labels: Sequence[str], min_score: float, mode: str) -> dict[int, float]:
-    """video id -> its best counting clip's score, for every matching video (aggregated in SQLite)."""
-    hits = _HITS.format(marks=", ".join("?" * len(labels)))
+    """video id -> its best counting clip's score, for every matching video (from the label index alone)."""
+    where = f"label IN ({', '.join('?' * len(labels))}) AND score >= ?"
     if mode == "all":
-        sql = (f"SELECT video, max(s) FROM (SELECT video, min(score) AS s FROM ({hits}) GROUP BY clip "
-               "HAVING count(DISTINCT label) = ?) GROUP BY video")
+        sql = (f"SELECT video_id, max(s) FROM (SELECT video_id, min(score) AS s FROM clip_labels WHERE {where} "
+               "GROUP BY clip_id HAVING count(DISTINCT label) = ?) GROUP BY video_id")
         return dict(conn.execute(sql, (*labels, min_score, len(labels))).fetchall())
-    return dict(conn.execute(f"SELECT video, max(score) FROM ({hits}) GROUP BY video", (*labels, min_score)).fetchall())
+    sql = f"SELECT video_id, max(score) FROM clip_labels WHERE {where} GROUP BY video_id"
+    return dict(conn.execute(sql, (*labels, min_score)).fetchall())
 
 
 def _clip_hits(conn: sqlite3.Connection, labels: Sequence[str], min_score: float, mode: str, videos: Sequence[int]
@@ -158,8 +155,11 @@ def _clip_hits(conn: sqlite3.Connection, labels: Sequence[str], min_score: float
     per_clip: dict[int, list] = {}
     for start in range(0, len(videos), 500):  # under SQLite's bound-parameter limit
         chunk = videos[start : start + 500]
-        sql = _HITS.format(marks=", ".join("?" * len(labels))) + f" AND c.video_id IN ({', '.join('?' * len(chunk))})"
-        for clip_id, video_id, begin, end, label, score in conn.execute(sql, (*labels, min_score, *chunk)):
+        sql = ("SELECT cl.clip_id, c.video_id, c.start_sec, c.end_sec, cl.label, cl.score FROM clips AS c "
+               "CROSS JOIN clip_labels AS cl ON cl.clip_id = c.id "  # CROSS: from the videos' clips outwards
+               f"WHERE c.video_id IN ({', '.join('?' * len(chunk))}) AND cl.label IN ({', '.join('?' * len(labels))}) "
+               "AND cl.score >= ?")
+        for clip_id, video_id, begin, end, label, score in conn.execute(sql, (*chunk, *labels, min_score)):
             entry = per_clip.get(clip_id)
             if entry is None:
                 per_clip[clip_id] = [video_id, begin, end, {label: score}]

@@ -15,8 +15,9 @@ Schema version `SCHEMA_VERSION` (in `PRAGMA user_version`; `PRAGMA application_i
                  the clip embeddings, NULL without --embed) and dim. Metadata a source lacks
                  (a merged CSV has no fps...) is NULL.
     clips        id, video_id -> videos, start_sec, end_sec; index (video_id, start_sec).
-    clip_labels  clip_id -> clips, rank (1-based), label, class_index (0-based), score in [0, 1];
-                 primary key (clip_id, rank); index (label, score) for search.
+    clip_labels  clip_id -> clips, video_id (the clip's, repeated so that search ranks videos from
+                 the index alone), rank (1-based), label, class_index (0-based), score in [0, 1];
+                 primary key (clip_id, rank); index (label, score, video_id) for search.
     video_labels video_id -> videos, rank, label, class_index, score: the video's own top-k
                  (mean of its clip scores); index (label, score).
     labels       class_index PRIMARY KEY, label UNIQUE: every label a stored row names, so a
@@ -71,13 +72,14 @@ CREATE TABLE clips (
 CREATE INDEX clips_by_video ON clips (video_id, start_sec);
 CREATE TABLE clip_labels (
     clip_id INTEGER NOT NULL REFERENCES clips(id) ON DELETE CASCADE,
+    video_id INTEGER NOT NULL,
     rank INTEGER NOT NULL,
     label TEXT NOT NULL,
     class_index INTEGER NOT NULL,
     score REAL NOT NULL,
     PRIMARY KEY (clip_id, rank)
 ) WITHOUT ROWID;
-CREATE INDEX clip_labels_by_label ON clip_labels (label, score);
+CREATE INDEX clip_labels_by_label ON clip_labels (label, score, video_id);
 CREATE TABLE video_labels (
     video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
     rank INTEGER NOT NULL,

@@ -196,8 +196,9 @@ class IndexWriter:
         first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM clips").fetchone()[0]
         conn.executemany("INSERT INTO clips (id, video_id, start_sec, end_sec) VALUES (?, ?, ?, ?)",
                          [(first + n, video_id, c.start_sec, c.end_sec) for n, c in enumerate(p.clips)])
-        conn.executemany("INSERT INTO clip_labels (clip_id, rank, label, class_index, score) VALUES (?, ?, ?, ?, ?)",
-                         [(first + n, rank, ls.label, ls.index, ls.score)
+        conn.executemany("INSERT INTO clip_labels (clip_id, video_id, rank, label, class_index, score) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         [(first + n, video_id, rank, ls.label, ls.index, ls.score)
                           for n, c in enumerate(p.clips) for rank, ls in enumerate(c.top, start=1)])
         conn.executemany("INSERT INTO video_labels (video_id, rank, label, class_index, score) VALUES (?, ?, ?, ?, ?)",
                          [(video_id, rank, ls.label, ls.index, ls.score) for rank, ls in enumerate(p.top, start=1)])
