@@ -235,6 +235,9 @@ def test_another_model_or_label_list_is_refused(hand_db):
         odd = replace(odd, clips=(ClipPrediction(0, 1, (LabelScore("w", 0, 0.7),)),))
         with pytest.raises(Exception, match="class 0 is 'x' in it but 'w'"):
             writer.write_video(odd)
+        moved = replace(odd, clips=(ClipPrediction(0, 1, (LabelScore("x", 5, 0.7),)),))
+        with pytest.raises(Exception, match="'x' is class 0 in it but class 5 for f.mp4"):
+            writer.write_video(moved)
     assert [p for (p,) in _db_rows(hand_db, "SELECT path FROM videos")] == ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]
 
 
@@ -249,6 +252,14 @@ def test_a_run_with_another_model_stops_with_one_line(untrimmed, tiny_checkpoint
     assert result.exit_code == 2
     assert "holds videos tagged by motion-tiny" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert _db_rows(db, "SELECT count(*) FROM videos") == [(3,)]
+
+
+def test_an_index_of_failures_only_says_so(tmp_path):
+    db = tmp_path / "failed.sqlite"
+    with IndexWriter.open(db) as writer:
+        writer.write_failure(Failure("bad.mp4", "bad.mp4: not a video", "VideoError"))
+    result = _invoke("search", "x", "--db", db)
+    assert result.exit_code == 2 and "holds no tagged video yet" in result.stderr
 
 
 def test_another_schema_version_or_program_is_refused(untrimmed, hand_db, tmp_path):

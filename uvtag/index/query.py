@@ -128,6 +128,8 @@ def check_labels(labels: Sequence[str], known: Sequence[str], where: str) -> Non
     """UsageError naming the first label not in `known`, with the closest known ones."""
     if not labels:
         raise UsageError("search needs at least one label")
+    if not known:
+        raise UsageError(f"{where} holds no tagged video yet")
     for label in labels:
         if label in known:
             continue

@@ -168,10 +168,17 @@ class IndexWriter:
         if known is None and prediction.model:
             conn.execute("INSERT INTO meta (key, value) VALUES ('model', ?)", (prediction.model,))
         labels = dict(conn.execute("SELECT class_index, label FROM labels").fetchall())
-        for ls in {ls for top in [prediction.top, *(c.top for c in prediction.clips)] for ls in top}:
-            if labels.setdefault(ls.index, ls.label) != ls.label:
-                raise UsageError(f"{self.path}: class {ls.index} is {labels[ls.index]!r} in it but {ls.label!r} "
-                                 f"for {prediction.path}: another label list; write it into its own database")
+        indices = {label: index for index, label in labels.items()}
+        for ls in {(ls.index, ls.label) for top in [prediction.top, *(c.top for c in prediction.clips)] for ls in top}:
+            index, label = ls
+            if labels.setdefault(index, label) != label:
+                clash = f"class {index} is {labels[index]!r} in it but {label!r}"
+            elif indices.setdefault(label, index) != index:
+                clash = f"{label!r} is class {indices[label]} in it but class {index}"
+            else:
+                continue
+            raise UsageError(f"{self.path}: {clash} for {prediction.path}: another label list; "
+                             "write it into its own database")
         conn.executemany("INSERT OR IGNORE INTO labels (class_index, label) VALUES (?, ?)", labels.items())
         if embedding is not None:
             dim, known_dim = len(embedding) // 4, stored.get("embedding_dim")
