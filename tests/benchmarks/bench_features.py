@@ -90,7 +90,9 @@ def main() -> None:
             rates[name].append(clips / timed(fn))
         print(f"  run {run + 1}: batch {rates['batch'][-1]:7.1f} clips/s   features {rates['features'][-1]:7.1f} clips/s")
     b, f = statistics.median(rates["batch"]), statistics.median(rates["features"])
-    print(f"median of {args.runs}: batch {b:.1f} clips/s, features {f:.1f} clips/s (features / batch = {f / b:.3f})")
+    print(f"median of {args.runs}: batch {b:.1f} clips/s, features {f:.1f} clips/s (features / batch = {f / b:.3f}); "
+          f"range batch {min(rates['batch']):.1f}-{max(rates['batch']):.1f}, "
+          f"features {min(rates['features']):.1f}-{max(rates['features']):.1f}")
 
 
 if __name__ == "__main__":
