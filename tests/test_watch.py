@@ -11,6 +11,7 @@ line. The pure parts (segmenter, window planner, stream clock, appenders) are ch
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -69,8 +70,9 @@ def _records(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+@functools.lru_cache(maxsize=None)
 def _localize(path: Path) -> list[dict]:
-    """`uvtag localize` on the file, with the same settings: its segments."""
+    """`uvtag localize` on the file, with the same settings: its segments (once per file)."""
     out = path.with_suffix(".localize.json")
     args = [UVTAG, "localize", str(path), *MOTION_ARGS, "--nms-iou", str(MOTION_SEGMENTS["nms_iou"]), "--out", str(out),
             "--overwrite", "--quiet"]
@@ -108,27 +110,38 @@ def _wait_ready(process: subprocess.Popen) -> None:
     assert "model motion-tiny" in line, line
 
 
-# ---------------------------------------------------------------------- through standard input
+# ---------------------------------------------------------------------- paced through a pipe and HTTP
 
 
-def test_watch_stdin_paced_matches_localize_and_keeps_up(streams):
+@pytest.mark.parametrize("transport", ["stdin", "http"])
+def test_watch_paced_matches_localize_and_keeps_up(streams, transport):
+    """Real time through a pipe and from an HTTP broadcast: localize's windows and segments, every
+    window line within LATENCY_SEC of the window's end."""
     path = streams["long"]
     index = livefeed.index_ts(path)
-    process = subprocess.Popen([UVTAG, "watch", "-", *MOTION_ARGS, "--queue", "64"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
-    process.stderr = io.TextIOWrapper(process.stderr)
-    _wait_ready(process)
-    reader = _Reader(io.TextIOWrapper(process.stdout))
-    t0 = time.monotonic()
+    with livefeed.LiveServer(index) as server:
+        source = "-" if transport == "stdin" else server.url
+        process = subprocess.Popen([UVTAG, "watch", source, *MOTION_ARGS, "--queue", "64", "--max-lag", "30",
+                                    "--reconnect-for", "0.5"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stderr = io.TextIOWrapper(process.stderr)
+        _wait_ready(process)
+        reader = _Reader(io.TextIOWrapper(process.stdout))
+        if transport == "stdin":
+            t0 = time.monotonic()
 
-    def write(data: bytes) -> None:
-        process.stdin.write(data)
-        process.stdin.flush()
+            def write(data: bytes) -> None:
+                process.stdin.write(data)
+                process.stdin.flush()
 
-    livefeed.send_paced(write, index, t0)
-    process.stdin.close()
-    assert process.wait(timeout=120) == 0, process.stderr.read()
+            livefeed.send_paced(write, index, t0)
+            process.stdin.close()
+        code = process.wait(timeout=120)
+        t0 = t0 if transport == "stdin" else server.t0  # when the broadcast sent stream time 0
     reader.thread.join(timeout=10)
+    end = reader.lines[-1][1]
+    # a pipe ends with its data; a broadcast that is over answers 404: the source is lost (exit 1)
+    assert (code, end["reason"]) == ((0, "end of stream") if transport == "stdin" else (1, "lost")), process.stderr.read()
 
     windows = reader.of("window")
     spans = window_spans(index.duration_sec, MOTION_WINDOW_SEC, MOTION_STRIDE_SEC)
@@ -140,9 +153,8 @@ def test_watch_stdin_paced_matches_localize_and_keeps_up(streams):
     segments = [r for _, r in reader.of("segment")]
     _assert_same_segments(segments, _localize(path), MOTION_STRIDE_SEC)
     kinds = [r["type"] for _, r in reader.lines]
-    assert kinds[0] == "start" and kinds[-1] == "end" and "lag" not in kinds
-    end = reader.lines[-1][1]
-    assert end["reason"] == "end of stream" and end["windows"] == len(spans) and end["skipped"] == 0
+    assert kinds[0] == "start" and kinds[-1] == "end" and "lag" not in kinds and "gap" not in kinds
+    assert end["windows"] == len(spans) and end["skipped"] == 0
 
 
 # ---------------------------------------------------------------------- through HTTP
@@ -313,8 +325,10 @@ def test_usage_errors_exit_2(tmp_path):
 # ---------------------------------------------------------------------- falling behind
 
 
-def test_a_slow_model_skips_windows_and_reports_lag(streams, tmp_path, monkeypatch):
-    """A model slower than the source: windows are dropped (counted), the queue never grows."""
+@pytest.mark.parametrize("bound", ["queue", "max-lag"])
+def test_a_slow_model_skips_windows_and_reports_lag(streams, tmp_path, monkeypatch, bound):
+    """A model slower than the source: windows are dropped (counted); the queue never grows past
+    --queue, and no window is scored after waiting longer than --max-lag."""
     from uvtag.infer.predict import Predictor
 
     real = Predictor.logits
@@ -338,8 +352,9 @@ def test_a_slow_model_skips_windows_and_reports_lag(streams, tmp_path, monkeypat
 
     out = tmp_path / "lag.jsonl"
     # a finished file followed: decoded far faster than real time, as a live source it drops windows
+    limits = ["--queue", "2"] if bound == "queue" else ["--queue", "1000", "--max-lag", "0.2", "--batch-size", "1"]
     result = CliRunner().invoke(app, ["watch", str(streams["long"]), "--follow", "--timeout", "0.5", *MOTION_ARGS,
-                                      "--queue", "2", "--out", str(out), "--quiet"])
+                                      *limits, "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     records = _records(out.read_text())
     lags = [r for r in records if r["type"] == "lag"]
@@ -347,7 +362,10 @@ def test_a_slow_model_skips_windows_and_reports_lag(streams, tmp_path, monkeypat
     total = len(window_spans(livefeed.index_ts(streams["long"]).duration_sec, MOTION_WINDOW_SEC, MOTION_STRIDE_SEC))
     assert lags and end["skipped"] == lags[-1]["total_skipped"] == sum(r["skipped"] for r in lags) > 0
     assert end["windows"] + end["skipped"] == total
-    assert max(waiting) <= 2
+    if bound == "queue":
+        assert max(waiting) <= 2
+    else:  # waited at most 0.2 s, then one forward of 0.05 s and a bit: far below the stated bound
+        assert max(r["latency_sec"] for r in records if r["type"] == "window") < LATENCY_SEC
 
 
 # ---------------------------------------------------------------------- the terminal view
@@ -454,3 +472,46 @@ def test_appenders_write_whole_records_and_cues():
     assert records[1]["top"] == [{"rank": 1, "label": "still", "class_index": 8, "score": 0.9}]
     assert texts["srt"] == "1\n00:00:01,000 --> 00:00:02,500\nmoving <left> & --> (0.80)\n\n"
     assert texts["vtt"] == "WEBVTT\n\n00:00:01.000 --> 00:00:02.500\nmoving &lt;left> &amp; --&gt; (0.80)\n\n"
+
+
+# ---------------------------------------------------------------------- the Python API
+
+
+def test_tagger_watch_yields_typed_events_equal_to_localize(streams):
+    """On a file (decoded at full speed, nothing skipped) the windows and segments are localize's."""
+    import uvtag
+    from uvtag.tagger import SegmentOptions
+
+    tagger = uvtag.load("motion-tiny", device="cpu", progress=False)
+    options = SegmentOptions(**MOTION_SEGMENTS)
+    path = str(streams["long"])
+    reference = tagger.localize(path, window_sec=MOTION_WINDOW_SEC, stride_sec=MOTION_STRIDE_SEC, top=1, options=options)
+    events = list(tagger.watch(path, window_sec=MOTION_WINDOW_SEC, stride_sec=MOTION_STRIDE_SEC, top=1, options=options))
+    assert isinstance(events[0], Started) and isinstance(events[-1], Ended)
+    assert events[-1].reason == "end of stream" and events[-1].skipped == 0
+    windows = [e for e in events if isinstance(e, WindowScored)]
+    assert [(w.start_sec, w.end_sec) for w in windows] == [(w.start_sec, w.end_sec) for w in reference.windows]
+    assert [w.top[0].label for w in windows] == [w.top[0].label for w in reference.windows]
+    assert max(abs(a.top[0].score - b.top[0].score) for a, b in zip(windows, reference.windows)) < 1e-4
+    segments = [e.segment for e in events if isinstance(e, SegmentClosed)]
+    assert [(s.label, s.start_sec, s.end_sec) for s in segments] == [(s.label, s.start_sec, s.end_sec) for s in reference.segments]
+
+
+def test_tagger_watch_stop_closes_open_segments(streams):
+    import uvtag
+    from uvtag.tagger import SegmentOptions
+
+    tagger = uvtag.load("motion-tiny", device="cpu", progress=False)
+    watch = tagger.watch(str(streams["long"]), window_sec=MOTION_WINDOW_SEC, stride_sec=MOTION_STRIDE_SEC,
+                         options=SegmentOptions(**MOTION_SEGMENTS))
+    events = []
+    for event in watch:
+        events.append(event)
+        if isinstance(event, WindowScored) and event.index == 12:
+            watch.stop()
+    end = events[-1]
+    assert isinstance(end, Ended) and end.reason == "interrupted" and watch.interrupted
+    windows = [e for e in events if isinstance(e, WindowScored)]
+    assert windows[-1].index < 40 and end.windows == len(windows)
+    segments = [e.segment for e in events if isinstance(e, SegmentClosed)]
+    assert segments and segments[-1].end_sec == windows[-1].end_sec  # the open one, closed at the last window

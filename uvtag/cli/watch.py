@@ -48,6 +48,7 @@ def watch(
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="SECONDS to wait for the first frame, and for data before a source counts as dropped.")] = 10.0,
     reconnect_for: Annotated[float, typer.Option("--reconnect-for", min=0.0, help="SECONDS to keep reconnecting a dropped network source or camera (back-off up to 8 s).")] = 30.0,
     queue: Annotated[Optional[int], typer.Option("--queue", min=1, help="Windows that may wait for the model; beyond that the oldest is skipped (default: two batches, at least 4).")] = None,
+    max_lag: Annotated[Optional[float], typer.Option("--max-lag", min=0.0, help="Skip a window that waited longer than this many SECONDS for the model (default: the window length).")] = None,
     model: ModelOpt = "k400_k710_uniformerv2_b16_8x224",
     arch: ArchOpt = None,
     top_k: TopOpt = 5,
@@ -77,6 +78,7 @@ def watch(
     from rich.console import Console
     from rich.live import Live
 
+    from uvtag.live.events import SegmentClosed
     from uvtag.live.output import WATCH_FORMATS, appender
     from uvtag.live.source import SourceLost, SourceOptions
     from uvtag.live.view import LiveView
@@ -95,7 +97,7 @@ def watch(
                              reconnect_for_sec=reconnect_for, follow=follow)
         tagger = load_tagger(model_options(model, arch, device, precision, batch_size, backend, cache_dir, offline), quiet)
         watcher = tagger.watch(source, window_sec=window, stride_sec=stride, top=top_k, options=segments,
-                               source_options=live, max_queue=queue)
+                               source_options=live, max_queue=queue, max_lag_sec=max_lag)
         target = out if out is not None else Path("standard output")
         try:
             file = open(out, "w", encoding=ENCODING[0], errors=ENCODING[1], newline="\n") if out is not None else sys.stdout
@@ -121,7 +123,7 @@ def watch(
                             raise output_error(target, e) from None
                     if view is not None:
                         view.update(event)
-                    num_segments += type(event).__name__ == "SegmentClosed"
+                    num_segments += isinstance(event, SegmentClosed)
                     ended = event
         finally:
             signal.signal(signal.SIGINT, previous)

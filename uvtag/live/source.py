@@ -165,20 +165,27 @@ class _PollingReader:
 
 
 def _open_container(spec: str, kind: str, options: SourceOptions, stop: threading.Event, timeout_sec: float):
-    """An opened PyAV input container for `spec` (raises what PyAV or the OS raise)."""
+    """(an opened PyAV input container for `spec`, the file descriptor to close after it or None);
+    raises what PyAV or the OS raise."""
     import av
 
     timeouts = (timeout_sec, options.read_timeout_sec)
     if kind == "pipe":
-        return av.open(_PollingReader(0, "standard input", timeout_sec, stop), "r", container_options=LIVE_PROBE)
+        return av.open(_PollingReader(0, "standard input", timeout_sec, stop), "r", container_options=LIVE_PROBE), None
     if kind == "file":
         if stat.S_ISREG(os.stat(spec).st_mode) and options.follow:
-            reader = _PollingReader(os.open(spec, os.O_RDONLY), spec, options.read_timeout_sec, stop, follow=True)
-            return av.open(reader, "r", container_options=LIVE_PROBE)
-        return av.open(spec, "r", timeout=timeouts)
+            fd = os.open(spec, os.O_RDONLY)
+            try:
+                reader = _PollingReader(fd, spec, options.read_timeout_sec, stop, follow=True)
+                container = av.open(reader, "r", container_options=LIVE_PROBE)
+            except BaseException:
+                os.close(fd)
+                raise
+            return container, fd
+        return av.open(spec, "r", timeout=timeouts), None
     if kind == "device":
-        return av.open(spec, "r", format="v4l2", timeout=timeouts, container_options=LIVE_PROBE)
-    return av.open(spec, "r", timeout=timeouts, container_options=LIVE_PROBE)
+        return av.open(spec, "r", format="v4l2", timeout=timeouts, container_options=LIVE_PROBE), None
+    return av.open(spec, "r", timeout=timeouts, container_options=LIVE_PROBE), None
 
 
 def _check_file(spec: str) -> None:
@@ -228,12 +235,14 @@ class _Session:
         self.spec, self.kind, self.options, self.stop = spec, kind, options, stop
 
     def frames(self, timeout_sec: float) -> Iterator[object]:
-        container = _open_container(self.spec, self.kind, self.options, self.stop, timeout_sec)
+        container, fd = _open_container(self.spec, self.kind, self.options, self.stop, timeout_sec)
         try:
             self.fps = _nominal_fps(container) if container.streams.video else 0.0
             yield from _decoded(container, self.stop)
         finally:
             container.close()
+            if fd is not None:
+                os.close(fd)
 
 
 def _cannot_work(exc: BaseException) -> bool:

@@ -13,9 +13,11 @@ after `timestamps_to_frame_range`); at the end of a stream, one last window endi
 `window_spans` adds. A window closes when the first frame at or after its end arrives.
 
 Real time. The queue holds at most `max_queue` windows. When the model falls behind a live source,
-the oldest waiting window is dropped for each new one (counted; a `Lagged` event says how many
-and where), so latency stays bounded and memory is bounded by the window's frames plus the queue,
-however long the stream runs. A plain file (not followed) is not live: its decoding waits for the
+the oldest waiting window is dropped for each new one, and a window that waited longer than
+`max_lag_sec` is dropped instead of scored (both counted; a `Lagged` event says how many and
+where), so latency stays bounded (by `max_lag_sec` plus one forward pass) and memory is bounded by
+the window's frames plus the queue, however long the stream runs. A plain file (not followed) is
+not live: its decoding waits for the
 model instead, so no window is dropped, as with `localize`.
 """
 
@@ -173,10 +175,13 @@ class Watch:
         top: labels per window event.
         source_options: timeouts, reconnection, `follow`.
         max_queue: windows that may wait for the model (default: two batches, at least 4).
+        max_lag_sec: a window that waited longer than this for the model is skipped (default: the
+            window length).
     """
 
     def __init__(self, tagger, source: str, *, segments, window_sec: float = 8.0, stride_sec: float | None = None,
-                 top: int = 5, source_options: SourceOptions = SourceOptions(), max_queue: int | None = None) -> None:
+                 top: int = 5, source_options: SourceOptions = SourceOptions(), max_queue: int | None = None,
+                 max_lag_sec: float | None = None) -> None:
         self.tagger, self.source = tagger, source
         self.window_sec = window_sec
         self.stride_sec = window_sec / 2 if stride_sec is None else stride_sec
@@ -190,6 +195,7 @@ class Watch:
         self.batch_size = tagger.predictor.batch_size
         self.queue = _Queue(max_queue or max(4, 2 * self.batch_size))
         self.live = not (source_kind(source) == "file" and not source_options.follow)
+        self.max_lag_sec = window_sec if max_lag_sec is None else max_lag_sec
         self._stop = threading.Event()
         self.interrupted = False
         self.windows = self.skipped = self.gaps = 0
@@ -223,12 +229,10 @@ class Watch:
                         self.skipped += 1
                         self._unreported.append(dropped.span)
 
+        error = ""
         try:
             for item in frames:
-                if isinstance(item, Opened):
-                    self.queue.put(item)
-                    continue
-                if isinstance(item, Gap):
+                if isinstance(item, (Opened, Gap)):
                     self.queue.put(item)
                     continue
                 frame: Frame = item
@@ -244,14 +248,16 @@ class Watch:
                     times.popleft()
                     crops.popleft()
                 last = frame
-            if last is not None and not self._stop.is_set():
-                duration = last.time_sec + self._frame_step(last, times)
-                close(self.planner.finish(duration), time.monotonic())
-            self.queue.put(_Finished("interrupted" if self._stop.is_set() else "end of stream", self._duration(last, times)))
-        except SourceLost as e:
-            self.queue.put(_Finished("lost", self._duration(last, times), str(e)))
+        except SourceLost as e:  # the stream ended there: its last windows are scored all the same
+            error = str(e)
         except BaseException as e:  # handed to the iterator, which raises it
             self.queue.put(e)
+            return
+        duration = self._duration(last, times)
+        if last is not None and not self._stop.is_set():
+            close(self.planner.finish(duration), time.monotonic())
+        reason = "interrupted" if self._stop.is_set() else "lost" if error else "end of stream"
+        self.queue.put(_Finished(reason, duration, error))
 
     def _duration(self, last: Frame | None, times) -> float:
         return 0.0 if last is None else last.time_sec + self._frame_step(last, times)
@@ -335,6 +341,16 @@ class Watch:
         yield self._ended(reason, duration, error)
 
     def _score(self, jobs: list[_Job]) -> Iterator[Event]:
+        if self.live:
+            now = time.monotonic()
+            stale = [j for j in jobs if now - j.closed_at > self.max_lag_sec]
+            if stale:
+                jobs = [j for j in jobs if now - j.closed_at <= self.max_lag_sec]
+                with self._lock:
+                    self.skipped += len(stale)
+                    self._unreported += [j.span for j in stale]
+        if not jobs:
+            return
         logits = self.tagger.predictor.logits(torch.stack([j.clip for j in jobs]))
         probs = torch.softmax(logits, dim=-1)
         lag = self._lag_event()
@@ -354,7 +370,7 @@ class Watch:
             total = self.skipped
         if not spans:
             return None
-        return Lagged(len(spans), total, spans[0][0], spans[-1][1], time.time())
+        return Lagged(len(spans), total, min(s for s, _ in spans), max(e for _, e in spans), time.time())
 
     def _ended(self, reason: str, duration: float, error: str = "") -> Ended:
         return Ended(reason, duration, self.windows, self.skipped, self.gaps, time.time(), error)
