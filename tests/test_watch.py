@@ -2,7 +2,7 @@
 
 The paced tests send generated untrimmed motion videos (MPEG-TS, H.264) frame by frame at their
 presentation times and run the real `uvtag watch` command on them with the bundled motion-tiny
-model and the demo's localize settings. They check what the issue asks: the segments equal
+model and the demo's localize settings. They check that the segments equal
 `uvtag localize` on the same file within one stride, every window's line appears within
 LATENCY_SEC of the window's end, a dropped HTTP connection is reconnected and the run goes on,
 SIGINT leaves complete JSONL/SRT/VTT files, and a source that never yields a frame fails in one

@@ -64,6 +64,19 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def model_rate(arch: str, device: str) -> float:
+    """Model-only clips/s at the CLI's default batch on this machine now (the yardstick)."""
+    import torch
+
+    from uvtag.bench.models import bench_forward, bench_model
+    from uvtag.infer.predict import default_batch_size
+
+    bm = bench_model(arch)
+    dev = torch.device(device)
+    row = bench_forward(bm, device=dev, precision="fp32", batch=default_batch_size(bm.model, dev), runs=3)
+    return row["clips_per_s"]
+
+
 def sustainable_rate(path: Path, model: list[str], device: str) -> tuple[float, int]:
     process = subprocess.Popen([UVTAG, "watch", str(path), *model, "--device", device, "--quiet", "-k", "1"],
                                stdout=subprocess.PIPE, text=True)
@@ -145,8 +158,10 @@ def main() -> None:
             model, size = _model_args(arch, folder)
             one_minute = _stream(folder, size, 1.0, f"{arch}-1min.ts")
             rate, count = sustainable_rate(folder / f"{arch}-1min.ts", model, args.device)
-            print(f"{arch}: sustainable {rate:.1f} windows/s ({count} windows of a {one_minute.duration_sec:.0f} s file; "
-                  f"smallest real-time stride {1 / rate if rate else float('inf'):.3f} s)", flush=True)
+            forward = model_rate(arch, args.device)
+            print(f"{arch}: sustainable {rate:.2f} windows/s ({count} windows of a {one_minute.duration_sec:.0f} s file; "
+                  f"smallest real-time stride {1 / rate if rate else float('inf'):.3f} s); model alone {forward:.2f} "
+                  f"clips/s, measured just after", flush=True)
             stream = _stream(folder, size, args.minutes, f"{arch}-paced.ts")
             r = paced(stream, model, args.device)
             print(f"{arch}: paced {stream.duration_sec / 60:.1f} min ({' '.join(model[2:])}): {r['windows']} windows, "

@@ -228,8 +228,8 @@ class Opened:
     fps: float
 
 
-class _Session:
-    """One attempt at reading the source: open, decode, end (normally or not)."""
+class _Connection:
+    """Reading the source: each `frames()` call is one connection (open, decode, close)."""
 
     def __init__(self, spec: str, kind: str, options: SourceOptions, stop: threading.Event) -> None:
         self.spec, self.kind, self.options, self.stop = spec, kind, options, stop
@@ -266,7 +266,7 @@ def live_frames(spec: str, options: SourceOptions = SourceOptions(),
     name = describe_source(spec)
     if kind == "file":
         _check_file(spec)
-    session = _Session(spec, kind, options, stop)
+    connection = _Connection(spec, kind, options, stop)
     clock = StreamClock()
     deadline = time.monotonic() + options.first_frame_timeout_sec
     delay = options.backoff_sec[0]
@@ -275,10 +275,10 @@ def live_frames(spec: str, options: SourceOptions = SourceOptions(),
     while True:
         limit = deadline - time.monotonic()
         try:
-            for image in session.frames(max(0.5, limit)):
+            for image in connection.frames(max(0.5, limit)):
                 now = time.monotonic()
                 if clock.last_sec is None:
-                    yield Opened(image.width, image.height, session.fps)
+                    yield Opened(image.width, image.height, connection.fps)
                 t = clock.place(image.time, now)
                 if dropped is not None:
                     yield Gap(clock.gap_start_sec, t, dropped, attempts, time.time())
