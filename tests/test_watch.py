@@ -206,7 +206,8 @@ def test_watch_sigint_leaves_complete_outputs(streams, tmp_path):
     windows = [r for r in records if r["type"] == "window"]
     segments = [r for r in records if r["type"] == "segment"]
     assert records[-1]["windows"] == len(windows) and windows[-1]["end_sec"] < index.duration_sec
-    assert segments[-1]["end_sec"] == windows[-1]["end_sec"]  # the open segment was closed at the last window
+    if _settled([(w["top"][0]["label"], w["top"][0]["score"]) for w in windows]):
+        assert segments[-1]["end_sec"] == windows[-1]["end_sec"]  # the open segment was closed at the last window
     count = int(re.search(r"(\d+) segments over", results["jsonl"][1]).group(1))
     assert count == len(segments)
     for fmt in ("srt", "vtt"):
@@ -216,6 +217,14 @@ def test_watch_sigint_leaves_complete_outputs(streams, tmp_path):
         starts = [c[0] for c in cues]
         assert starts == sorted(starts) and all(end > start for start, end, _ in cues)
         assert all(re.fullmatch(r"[a-z ]+ \(\d\.\d\d\)", text) for _, _, text in cues)
+
+
+def _settled(tops: list[tuple[str, float]]) -> bool:
+    """Whether a segment must be open after these windows (top-1 label, score): the last four
+    share their top label at 0.5 or more, so with the demo settings (threshold 0.3, 3-window
+    smoothing, top-1 per window) that label is active over more than the 0.75 s minimum."""
+    last = tops[-4:]
+    return len(last) == 4 and len({label for label, _ in last}) == 1 and min(score for _, score in last) >= 0.5
 
 
 def _segments_in(path: Path) -> int:
@@ -514,4 +523,5 @@ def test_tagger_watch_stop_closes_open_segments(streams):
     windows = [e for e in events if isinstance(e, WindowScored)]
     assert windows[-1].index < 40 and end.windows == len(windows)
     segments = [e.segment for e in events if isinstance(e, SegmentClosed)]
-    assert segments and segments[-1].end_sec == windows[-1].end_sec  # the open one, closed at the last window
+    if _settled([(w.top[0].label, w.top[0].score) for w in windows]):
+        assert segments[-1].end_sec == windows[-1].end_sec  # the open one, closed at the last window

@@ -2,8 +2,9 @@
 
 Two threads. The decoding thread reads the source (`uvtag.live.source`), scales and crops every
 frame once (uint8, the model's input square, as `localize` does), keeps the frames of the windows
-not yet closed, and hands each closed window's clip to a bounded queue. The caller's thread (the
-iterator) takes clips from the queue, runs the model on what is there (up to a batch), and yields
+not yet closed, and hands each closed window's sampled frames to a bounded queue. The caller's
+thread (the iterator) takes them from the queue, normalises them and runs the model on what is
+there (up to a batch), and yields
 `WindowScored`, `SegmentClosed` (`uvtag.live.segmenter`) and the other events of
 `uvtag.live.events`.
 
@@ -95,11 +96,11 @@ class WindowPlanner:
 
 @dataclass(frozen=True)
 class _Job:
-    """A closed window's clip on its way to the model."""
+    """A closed window's sampled frames on their way to the model."""
 
     index: int
     span: tuple[float, float]
-    clip: torch.Tensor  # float32 [3, T, c, c]
+    frames: np.ndarray  # uint8 [T, c, c, 3], the model's input squares
     closed_at: float  # monotonic arrival time of the frame that closed it
 
 
@@ -220,10 +221,10 @@ class Watch:
 
         def close(windows, closed_at) -> None:
             for index, span in windows:
-                clip = self._clip(span, times, crops)
-                if clip is None:  # no frame inside (a gap): nothing to score
+                frames = self._sampled(span, times, crops)
+                if frames is None:  # no frame inside (a gap): nothing to score
                     continue
-                dropped = self.queue.put_window(_Job(index, span, clip, closed_at), self.live, self._stop)
+                dropped = self.queue.put_window(_Job(index, span, frames, closed_at), self.live, self._stop)
                 if dropped is not None:
                     with self._lock:
                         self.skipped += 1
@@ -280,16 +281,18 @@ class Watch:
         rgb = image.reformat(width=width, height=height, format="rgb24", interpolation="BILINEAR").to_ndarray()
         return np.ascontiguousarray(rgb[y : y + size, x : x + size])
 
-    def _clip(self, span, times, crops) -> torch.Tensor | None:
-        """The window's clip, float32 [3, T, c, c], or None when no frame falls inside it."""
+    def _sampled(self, span, times, crops) -> np.ndarray | None:
+        """The window's sampled frames, uint8 [T, c, c, 3], or None when no frame falls inside it.
+
+        Only numpy here: torch runs in the caller's thread alone (a daemon thread inside torch when
+        the interpreter exits can abort the process)."""
         start, end = span
         if not times or times[-1] < start - _EPS_SEC or times[0] >= end - _EPS_SEC:
             return None
         ck = self.tagger.checkpoint
         first, stop = timestamps_to_frame_range(start, end, list(times))
         indices = sample_span_indices(first, stop, ck.num_frames, 0, 1, ck.sampler)
-        frames = np.stack([crops[i] for i in indices])  # [T, c, c, 3]
-        return to_views(frames, ck.input_size, ck.mean, ck.std, [0], ck.channel_order)[0]
+        return np.stack([crops[i] for i in indices])  # [T, c, c, 3]
 
     # ------------------------------------------------------------------ the iterator
 
@@ -351,7 +354,9 @@ class Watch:
                     self._unreported += [j.span for j in stale]
         if not jobs:
             return
-        logits = self.tagger.predictor.logits(torch.stack([j.clip for j in jobs]))
+        ck = self.tagger.checkpoint
+        clips = [to_views(j.frames, ck.input_size, ck.mean, ck.std, [0], ck.channel_order)[0] for j in jobs]
+        logits = self.tagger.predictor.logits(torch.stack(clips))  # clips [B, 3, T, c, c]
         probs = torch.softmax(logits, dim=-1)
         lag = self._lag_event()
         if lag is not None:
