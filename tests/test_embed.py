@@ -94,7 +94,7 @@ def test_motion_tiny_embeddings_reproduce_logits(motion_tiny, engine):
 
 
 def test_compiled_embeddings_reproduce_logits(motion_tiny):
-    """torch.compile compiles `embed` as a second graph on first use; its numbers match eager's."""
+    """Under the compile engine `embed` runs eagerly; its logits match eager's."""
     for model, clips in ((load_fixture("tiny_frozen_p14_t4")[0], load_fixture("tiny_frozen_p14_t4")[1]["input"]),
                          (motion_tiny.predictor.model, None)):
         cfg = model.config

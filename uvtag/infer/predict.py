@@ -140,7 +140,6 @@ class Predictor:
         else:
             restore(self.model)  # compiled graphs are traced through the reference forwards
         self._call = self.model
-        self._embed_call = None  # made on first use of `embed`: only its callers pay for a second compile
         if engine == "compile":
             self._call = self._compiled(self.model)
 
@@ -168,10 +167,10 @@ class Predictor:
 
     def _forward_embed(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = clips.shape[0]
-        if self._embed_call is None:
-            self._embed_call = self._compiled(self.model.embed) if self.engine == "compile" else self.model.embed
         with torch.inference_mode(), self._autocast(), self._no_tf32():
-            embeddings, logits = self._embed_call(self._input(clips))
+            # eager under every engine: torch.compile of the bound `embed` gave NaN logits with the
+            # kernels capped to AVX2 (an AVX2-only CPU), while eager and the compiled forward agreed
+            embeddings, logits = self.model.embed(self._input(clips))
             return embeddings[:n].float().cpu(), logits[:n].float().cpu()
 
     def _input(self, clips: torch.Tensor) -> torch.Tensor:
