@@ -536,8 +536,9 @@ def probe_rotation(path: str) -> int:
 class OpenCVBackend:
     """OpenCV (headless wheel): last resort, used only when the others are missing or fail.
 
-    Hazards (measured on opencv-python-headless 5.0.0.93): it stops *silently* on corrupt or truncated
-    data and its frame count is the header's; it seeks to wrong frames on VFR. So this backend never
+    Hazards (measured on opencv-python-headless 5.0.0.93 and 5.1.0.95): it stops *silently* on corrupt
+    or truncated data and its frame count is the header's; it seeks to wrong frames on VFR. AV1 depends
+    on the wheel's FFmpeg: 5.0 has no software AV1 decoder, 5.1 (FFmpeg 9) decodes it. So this backend never
     seeks: it reads sequentially (grab() for skipped frames, reopening to go back) and treats an early
     end of stream as an error naming how many frames were decodable. It applies rotation itself.
     """
