@@ -91,7 +91,7 @@ def _expected_ranges(record: dict, label: str, min_score: float) -> list[tuple[f
 def _search(db: Path, *args: str) -> dict:
     result = _invoke("search", *args, "--db", db, "--format", "json", "-q")
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return json.loads(result.stdout_bytes.decode("utf-8", "surrogateescape"))  # paths as their bytes
 
 
 def _tiou(a, b) -> float:
@@ -430,3 +430,43 @@ def test_similar_without_embeddings_or_video_is_one_line(untrimmed):
     assert result.exit_code == 2 and "holds no embeddings" in result.stderr and "--embed" in result.stderr
     result = _invoke("similar", "nowhere.mp4", "--db", untrimmed["db"])
     assert result.exit_code == 2 and "nowhere.mp4: not a video of" in result.stderr
+
+
+# ---------------------------------------------------------------- names that are not UTF-8
+
+def test_names_that_are_not_utf8_round_trip_through_the_index(tmp_path):
+    """A Latin-1 file name (a surrogate-escaped str in Python) is stored, resumed, searched,
+    found by `similar` and merged out byte for byte; a failure's path and error too."""
+    folder = tmp_path / "videos"
+    (made,) = _clip_folder(folder, ["growing"], 5)[:1]
+    good = os.fsdecode(os.path.join(os.fsencode(folder), b"caf\xe9.mp4"))
+    os.rename(made, good)
+    for extra in folder.iterdir():
+        if str(extra) != good:
+            extra.unlink()
+    bad = os.fsdecode(os.path.join(os.fsencode(folder), b"broken\xff.mp4"))
+    Path(bad).write_bytes(b"not a video\n" * 20)
+    db = tmp_path / "tags.sqlite"
+    args = ["batch", folder, "--out", db, "-m", "motion-tiny", "-k", "2", "-q", "--no-isolate", "--embed"]
+    first = _invoke(*args)
+    assert first.exit_code == 3, first.output  # some videos failed
+    rows = dict(_db_rows(db, "SELECT path, status FROM videos"))
+    assert rows == {os.fsencode(good): "ok", os.fsencode(bad): "failed"}  # stored as their bytes
+    (error,) = _db_rows(db, "SELECT error FROM videos WHERE status = 'failed'")[0]
+    assert b"broken\xff.mp4" in error
+    with IndexWriter.open(db, resume=True) as writer:
+        assert writer.completed() == {good}
+    again = _invoke(*args, "--resume")
+    assert again.exit_code == 3, again.output  # the failure is retried, the video is not
+    assert _db_rows(db, "SELECT count(*) FROM clips")[0][0] > 0
+    assert sorted(_db_rows(db, "SELECT path FROM videos")) == sorted([(os.fsencode(good),), (os.fsencode(bad),)])
+    found = _search(db, "growing", "--min-score", "0")
+    assert [v["path"] for v in found["videos"]] == [good]
+    result = _invoke("similar", good, "--db", db, "--format", "json", "-q")
+    assert result.exit_code == 0, result.output
+    assert os.fsencode(good) in result.stdout_bytes  # stdout holds the name's own bytes
+    assert json.loads(result.stdout_bytes.decode("utf-8", "surrogateescape"))["path"] == good
+    back = tmp_path / "back.jsonl"
+    assert _invoke("merge", db, "--out", back).exit_code == 3  # the merged results hold a failure
+    raw = back.read_bytes()
+    assert b"caf\xe9.mp4" in raw and b"broken\xff.mp4" in raw  # written back byte for byte, as batch writes it

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from uvtag.errors import UsageError
+from uvtag.index.schema import from_db, to_db
 
 SEARCH_MODES = ("any", "all")
 TOUCH_SEC = 1e-6  # clips closer than this count as neighbours (float noise on back-to-back spans)
@@ -220,7 +221,7 @@ def _paths(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, str]:
     for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
         chunk = ids[start : start + 500]
         marks = ", ".join("?" * len(chunk))
-        out.update(conn.execute(f"SELECT id, path FROM videos WHERE id IN ({marks})", chunk).fetchall())
+        out.update((i, from_db(p)) for i, p in conn.execute(f"SELECT id, path FROM videos WHERE id IN ({marks})", chunk))
     return out
 
 
@@ -229,11 +230,12 @@ def lookup_video(conn: sqlite3.Connection, path: str) -> tuple[int, str] | None:
     that is the same file; None when the index has no such video."""
     import os
 
-    row = conn.execute("SELECT id, path FROM videos WHERE path = ?", (path,)).fetchone()
+    row = conn.execute("SELECT id, path FROM videos WHERE path = ?", (to_db(path),)).fetchone()
     if row is not None:
-        return row[0], row[1]
+        return row[0], from_db(row[1])
     target = os.path.realpath(path)
-    same = [(i, p) for i, p in conn.execute("SELECT id, path FROM videos") if os.path.realpath(p) == target]
+    stored = ((i, from_db(p)) for i, p in conn.execute("SELECT id, path FROM videos"))
+    same = [(i, p) for i, p in stored if os.path.realpath(p) == target]
     return same[0] if len(same) == 1 else None
 
 
@@ -242,7 +244,7 @@ def find_video(conn: sqlite3.Connection, path: str, where: str = "the index") ->
     found = lookup_video(conn, path)
     if found is not None:
         return found
-    names = [p for (p,) in conn.execute("SELECT path FROM videos")]
+    names = [from_db(p) for (p,) in conn.execute("SELECT path FROM videos")]
     close = difflib.get_close_matches(path, names, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise UsageError(f"{path}: not a video of {where}{hint}")
@@ -260,7 +262,7 @@ def _embeddings(conn: sqlite3.Connection, where: str):
     if not rows:
         raise UsageError(f"{where} holds no embeddings: write it with `uvtag batch DIR --out {where} --embed`")
     matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), -1)
-    return [r[0] for r in rows], [r[1] for r in rows], matrix
+    return [r[0] for r in rows], [from_db(r[1]) for r in rows], matrix
 
 
 def similar(conn: sqlite3.Connection, path: str, *, limit: int | None = 10, where: str = "the index") -> SimilarResult:
@@ -320,4 +322,4 @@ def _nearest(path: str, query, matrix, paths: Sequence[str], exclude: set[str], 
 def meta_model(conn: sqlite3.Connection) -> str | None:
     """The model the index's videos were tagged by (None: not recorded)."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
-    return None if row is None else row[0]
+    return None if row is None else from_db(row[0])

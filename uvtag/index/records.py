@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from uvtag.errors import UsageError
-from uvtag.index.schema import connect_reader
+from uvtag.index.schema import connect_reader, from_db
 from uvtag.results import ClipPrediction, Failure, LabelScore, VideoInfo, VideoPrediction
 
 _INFO = ("num_frames", "fps", "duration_sec", "width", "height", "rotation", "codec", "backend")
@@ -28,6 +28,7 @@ def _video_records(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
     videos = conn.execute("SELECT id, path, status, error, error_kind, model, num_views, "
                           + ", ".join(_INFO) + " FROM videos ORDER BY id").fetchall()
     for video_id, path, status, error, kind, model, num_views, *info in videos:
+        path, error, model = from_db(path), from_db(error), from_db(model)
         if status == "failed":
             yield {"record": "failure", "path": path, "kind": kind or "error", "error": error or ""}
             continue

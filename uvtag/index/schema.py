@@ -23,6 +23,11 @@ Schema version `SCHEMA_VERSION` (in `PRAGMA user_version`; `PRAGMA application_i
     labels       class_index PRIMARY KEY, label UNIQUE: every label a stored row names, so a
                  query's label can be checked (and a misspelling corrected) without a model.
 
+Text that names files (a video's path, its error, the model) is stored as TEXT when it is valid
+UTF-8 and otherwise as a BLOB of its file-system bytes (a name on disk that is not UTF-8 reaches
+Python as a surrogate-escaped str, which SQLite's TEXT cannot hold): `to_db` and `from_db` map
+between the two, so every such name reads back exactly as it was given.
+
 Deleting a video deletes its clips and labels (foreign keys, ON DELETE CASCADE). The file is in
 WAL mode; writers take the write lock at the start of each video's transaction (BEGIN
 IMMEDIATE) and wait up to `BUSY_TIMEOUT_MS` for another writer's transaction to end.
@@ -30,6 +35,7 @@ IMMEDIATE) and wait up to `BUSY_TIMEOUT_MS` for another writer's transaction to 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import quote
@@ -203,6 +209,20 @@ def _initialise(conn: sqlite3.Connection, db: Path) -> None:
         raise OutputError(f"{db}: cannot write it ({e})") from None
 
 
+def to_db(text: str) -> str | bytes:
+    """`text` as stored: itself when it is valid UTF-8, else its file-system bytes (a BLOB)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def from_db(value: str | bytes | None) -> str | None:
+    """The str that `to_db` stored as `value` (None stays None)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
 def meta(conn: sqlite3.Connection) -> dict[str, str]:
     """The meta table as a dict."""
-    return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    return {key: from_db(value) for key, value in conn.execute("SELECT key, value FROM meta").fetchall()}

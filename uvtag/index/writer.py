@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from uvtag.errors import OutputError, UsageError, one_line
-from uvtag.index.schema import connect_writer, meta
+from uvtag.index.schema import connect_writer, from_db, meta, to_db
 from uvtag.outputs.files import check_output, fsync_dir, output_error
 from uvtag.results import Failure, VideoPrediction
 
@@ -111,7 +111,7 @@ class IndexWriter:
             _remove_database(out)
         conn = connect_writer(out, durable)
         try:
-            done = {p for (p,) in conn.execute("SELECT path FROM videos WHERE status = 'ok'")}
+            done = {from_db(p) for (p,) in conn.execute("SELECT path FROM videos WHERE status = 'ok'")}
         except sqlite3.Error as e:
             conn.close()
             raise OutputError(f"{out}: cannot read it to resume ({e})") from None
@@ -138,7 +138,7 @@ class IndexWriter:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute("SELECT id, status FROM videos WHERE path = ?", (path,)).fetchone()
+                row = conn.execute("SELECT id, status FROM videos WHERE path = ?", (to_db(path),)).fetchone()
                 if row is not None and row[1] == "ok":
                     conn.execute("ROLLBACK")
                     self.duplicates += 1
@@ -166,7 +166,7 @@ class IndexWriter:
             raise UsageError(f"{self.path}: holds videos tagged by {known}; {prediction.path} was tagged by "
                              f"{prediction.model}: write each model's results into its own database")
         if known is None and prediction.model:
-            conn.execute("INSERT INTO meta (key, value) VALUES ('model', ?)", (prediction.model,))
+            conn.execute("INSERT INTO meta (key, value) VALUES ('model', ?)", (to_db(prediction.model),))
         labels = dict(conn.execute("SELECT class_index, label FROM labels").fetchall())
         indices = {label: index for index, label in labels.items()}
         for ls in {(ls.index, ls.label) for top in [prediction.top, *(c.top for c in prediction.clips)] for ls in top}:
@@ -196,7 +196,7 @@ class IndexWriter:
         video_id = conn.execute(
             "INSERT INTO videos (path, status, model, duration_sec, fps, num_frames, width, height, rotation, "
             "codec, backend, size_bytes, num_views, embedding, dim) VALUES (?, 'ok', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (p.path, p.model or None, i.duration_sec, _or_none(i.fps), _or_none(i.num_frames), _or_none(i.width),
+            (to_db(p.path), to_db(p.model) if p.model else None, i.duration_sec, _or_none(i.fps), _or_none(i.num_frames), _or_none(i.width),
              _or_none(i.height), i.rotation, i.codec or None, i.backend or None, _size(p.path), p.num_views,
              embedding, None if embedding is None else len(embedding) // 4),
         ).lastrowid
@@ -215,7 +215,7 @@ class IndexWriter:
         if old is not None:
             conn.execute("DELETE FROM videos WHERE id = ?", (old,))
         conn.execute("INSERT INTO videos (path, status, error, error_kind, size_bytes) VALUES (?, 'failed', ?, ?, ?)",
-                     (failure.path, one_line(failure.error), failure.kind, _size(failure.path)))
+                     (to_db(failure.path), to_db(one_line(failure.error)), failure.kind, _size(failure.path)))
         return False
 
     def close(self) -> None:
