@@ -270,3 +270,22 @@ def test_decord_log_lines_are_dropped_and_other_stderr_output_kept(capfd):
         os.write(2, b"[04:11:21] /github/workspace/src/video/video_reader.cc:83: ERROR opening: x.mp4, Invalid data\n")
         os.write(2, b"another thread's line\n")
     assert capfd.readouterr().err == "another thread's line\n"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_file_name_that_is_not_utf8_opens_in_every_backend(videos, backend, tmp_path):
+    # decord and OpenCV segfault when handed such a str; they are given /proc/self/fd/N instead
+    name = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9.mp4"))
+    with open(videos["h264"], "rb") as src, open(name, "wb") as dst:
+        dst.write(src.read())
+    before = sorted(os.listdir("/proc/self/fd"))
+    with open_video(name, backend) as r:
+        assert r.info.path == name and r.info.backend == backend
+        assert unrotated_indices(r.get_frames([5, 1, 30]), 0) == [5, 1, 30]
+    garbage = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"broken\xff.mp4"))
+    with open(garbage, "wb") as f:
+        f.write(b"this is not a video\n" * 50)
+    with pytest.raises(VideoError) as caught:
+        open_video(garbage, backend)
+    assert "/proc/self" not in str(caught.value) and str(caught.value).startswith(garbage + ": ")
+    assert sorted(os.listdir("/proc/self/fd")) == before  # no descriptor left open

@@ -52,6 +52,8 @@ def fail(error: UvtagError) -> typer.Exit:
 
 def run(body: Callable[[], int | None]) -> None:
     """Run a command body; UvtagError -> one line + its exit code, Ctrl-C -> 130."""
+    if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 goes out as its bytes, as in files
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
         code = body() or 0
     except UvtagError as e:

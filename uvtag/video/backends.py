@@ -45,6 +45,37 @@ class DecodeFailure(Exception):
         self.retry = retry
 
 
+class NativeName:
+    """A name for the file `path` that decord and OpenCV can be given.
+
+    Both crash the process (a segfault, not an exception) when handed a str that is not valid
+    UTF-8, which is how Python spells a file name of other bytes (a Latin-1 name: surrogate
+    escapes). Such a file is opened here and named `/proc/self/fd/N` (Linux) until `close()`;
+    any other name is passed as it is.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.fd: int | None = None
+        self.name = path
+        try:
+            path.encode("utf-8")
+            return
+        except UnicodeEncodeError:
+            pass
+        if not os.path.isdir("/proc/self/fd"):
+            raise DecodeFailure("the file name is not valid UTF-8, which this decoder cannot take")
+        try:
+            self.fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            raise DecodeFailure(f"cannot open it ({e.strerror})")
+        self.name = f"/proc/self/fd/{self.fd}"
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 def is_installed(module: str) -> bool:
     """True if `module` can be imported (without importing it)."""
     return module in sys.modules or importlib.util.find_spec(module) is not None
@@ -394,14 +425,23 @@ class DecordBackend:
     note = ""
 
     def __init__(self, path: str) -> None:
-        self._decord = decord = import_decord()
+        self._decord = import_decord()
         self.path = path
-        rotation = probe_rotation(path)
+        self._native = NativeName(path)
+        try:
+            self._open(self._native.name)
+        except BaseException:
+            self._native.close()
+            raise
+
+    def _open(self, name: str) -> None:
+        decord, path = self._decord, self.path
+        rotation = probe_rotation(name)
         if rotation:
             raise DecodeFailure(f"decord 0.6.0 mishandles rotated video (rotation={rotation})")
         try:
             with decord_log_silenced():
-                self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=2)
+                self._vr = decord.VideoReader(name, ctx=decord.cpu(0), num_threads=2)
                 num = len(self._vr)
                 if num == 0:
                     raise DecodeFailure("no video frames in the file")
@@ -409,7 +449,8 @@ class DecordBackend:
                 self._ts = self._vr.get_frame_timestamp(list(range(num)))[:, 0].astype(np.float64)
                 fps = float(self._vr.get_avg_fps())
         except (decord.DECORDError, RuntimeError) as e:  # decord raises RuntimeError for unreadable files
-            raise DecodeFailure(_decord_reason(e))
+            reason = _decord_reason(e)
+            raise DecodeFailure(reason if name == path else reason.replace(name, "the file"))
         if first.ndim != 3 or first.shape[2] != 3:
             raise DecodeFailure(f"decord returned frames of shape {first.shape} (rotated or unusual pixel format)")
         self._sized: dict[tuple[int, int], object] = {}
@@ -425,7 +466,7 @@ class DecordBackend:
         if size not in self._sized:
             self._sized.clear()  # one extra reader at a time bounds memory
             self._sized[size] = self._decord.VideoReader(
-                self.path, ctx=self._decord.cpu(0), num_threads=2, width=size[1], height=size[0]
+                self._native.name, ctx=self._decord.cpu(0), num_threads=2, width=size[1], height=size[0]
             )
         return self._sized[size]
 
@@ -472,6 +513,7 @@ class DecordBackend:
     def close(self) -> None:
         self._sized.clear()
         self._vr = None
+        self._native.close()
 
 
 _DECORD_LOG_LINE = re.compile(rb"^\[\d\d:\d\d:\d\d\] \S+:\d+: ")  # "[04:11:21] .../video_reader.cc:83: ERROR opening: ..."
@@ -552,11 +594,15 @@ class OpenCVBackend:
         self._cv2 = cv2
         self.path = path
         self._cap, self._pos = None, -1
-        self._reopen()
-        ok, first = self._cap.read()
-        if not ok:
-            self._cap.release()
-            raise DecodeFailure("OpenCV cannot decode the first frame (unsupported codec such as AV1, or corrupt)")
+        self._native = NativeName(path)
+        try:
+            self._reopen()
+            ok, first = self._cap.read()
+            if not ok:
+                raise DecodeFailure("OpenCV cannot decode the first frame (unsupported codec such as AV1, or corrupt)")
+        except BaseException:
+            self.close()
+            raise
         self._pos = 0
         num = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 0.0
@@ -569,7 +615,7 @@ class OpenCVBackend:
     def _reopen(self) -> None:
         if self._cap is not None:
             self._cap.release()
-        self._cap = self._cv2.VideoCapture(self.path, self._cv2.CAP_FFMPEG)
+        self._cap = self._cv2.VideoCapture(self._native.name, self._cv2.CAP_FFMPEG)
         self._pos = -1
         if not self._cap.isOpened():
             raise DecodeFailure("OpenCV cannot open it (not a video, no video stream, or unsupported container)")
@@ -609,6 +655,8 @@ class OpenCVBackend:
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
+            self._cap = None
+        self._native.close()
 
 
 BACKEND_CLASSES = {"pyav": PyAVBackend, "decord": DecordBackend, "opencv": OpenCVBackend}
