@@ -126,7 +126,7 @@ def _lock_holder(fd: int) -> str:
     return f"pid {text}" if text.isdigit() else "unknown pid"
 
 
-def _take_lock(out: Path) -> int:
+def take_lock(out: Path) -> int:
     """Lock `out` for this process: the open, locked `<out>.lock` (with our pid in it), or -1
     where the platform or filesystem has no flock.
 
@@ -166,12 +166,12 @@ def _take_lock(out: Path) -> int:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     except OSError as e:
-        _drop_lock(out, fd)
+        drop_lock(out, fd)
         raise output_error(lock, e, f"; it locks {out.name} against a second run") from None
     return fd
 
 
-def _drop_lock(out: Path, fd: int) -> None:
+def drop_lock(out: Path, fd: int) -> None:
     """Remove `<out>.lock` while still holding it, then release it (fd -1: nothing held)."""
     if fd < 0:
         return
@@ -307,7 +307,7 @@ class BatchWriter:
             from uvtag.index.writer import IndexWriter
 
             return IndexWriter.open(out, resume, overwrite)  # type: ignore[return-value]
-        lock = _take_lock(out)  # before looking at the file: another run may be creating it
+        lock = take_lock(out)  # before looking at the file: another run may be creating it
         try:
             check_output(out, resume or overwrite, hint="use --resume to continue it or --overwrite to replace it")
             if fmt == "json":
@@ -315,7 +315,7 @@ class BatchWriter:
             else:
                 writer = _AppendBatchWriter.start(out, _ROW_CODECS[fmt](), resume)
         except BaseException:
-            _drop_lock(out, lock)
+            drop_lock(out, lock)
             raise
         writer._lock = lock
         return writer
@@ -334,7 +334,7 @@ class BatchWriter:
 
     def close(self) -> None:
         """Release the file and its lock (everything written is already on disk)."""
-        _drop_lock(self.path, self._lock)
+        drop_lock(self.path, self._lock)
         self._lock = -1
 
     def __enter__(self) -> BatchWriter:

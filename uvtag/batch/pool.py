@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from uvtag.batch.output import BatchWriter
+from uvtag.batch.processes import exit_reason
 from uvtag.batch.run import BatchSummary, _failure, skip_completed
 from uvtag.infer.device_prep import ClipPrep, prepare_clip
 from uvtag.infer.views import top_k
@@ -137,17 +138,6 @@ def _serve(conn, ring: torch.Tensor, free, plan: DecodePlan, parent_pid: int) ->
         _decode_videos(conn, ring, free, plan)
     except (EOFError, BrokenPipeError, ConnectionResetError):  # the parent is gone
         pass
-
-
-def _signal_text(process) -> str:
-    process.join(5)
-    code = process.exitcode
-    if code is not None and code < 0:
-        try:
-            return f"signal {-code}, {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
 
 
 class _Decoder:
@@ -258,7 +248,7 @@ def _pump(run: "_PoolRun", d: _Decoder, ready: set, timeout_sec: float) -> bool:
             run.fail(d.path, f"{d.path}: decoder timed out after {timeout_sec:g} s")
             d.path = None
             return False
-    run.fail(d.path, f"{d.path}: decoder process died ({_signal_text(d.process)})")
+    run.fail(d.path, f"{d.path}: decoder process died ({exit_reason(d.process)})")
     d.path = None
     return False
 

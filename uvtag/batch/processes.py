@@ -91,7 +91,8 @@ class _Slot:
     stopped: bool = False
 
 
-def _death(process: Any) -> str:
+def exit_reason(process: Any) -> str:
+    """How a process ended, for a message: "signal 9, SIGKILL" or "exit code 1" (waits up to 5 s)."""
     process.join(5)
     code = process.exitcode
     if code is not None and code < 0:
@@ -211,7 +212,7 @@ def _drive(pool: _Pool, queue: deque[tuple[str, int]], retries: int,
 def _replace(pool: _Pool, slot: _Slot, queue: deque[tuple[str, int]], retries: int,
              finish: Callable[[str, VideoPrediction | Failure], None]) -> None:
     """A worker died: requeue or fail its video, and start a fresh worker if work remains."""
-    why = _death(slot.process)
+    why = exit_reason(slot.process)
     slot.conn.close()
     if not slot.ready:
         raise UvtagError(f"worker on {slot.device} died while loading the model ({why})")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from uvtag.batch.output import _drop_lock, _take_lock
+from uvtag.batch.output import drop_lock, take_lock
 from uvtag.errors import OutputError, UsageError
 from uvtag.features.plan import FeatureSettings, feature_record
 from uvtag.outputs.files import ENCODING, atomic_write, output_error, write_all
@@ -143,11 +143,11 @@ class FeatureStore:
             except OSError as e:
                 raise output_error(out, e) from None
         manifest = out / MANIFEST_NAME
-        lock = _take_lock(manifest)
+        lock = take_lock(manifest)
         try:
             return cls._start(out, names, settings, resume, overwrite, lock)
         except BaseException:
-            _drop_lock(manifest, lock)
+            drop_lock(manifest, lock)
             raise
 
     @classmethod
@@ -226,7 +226,7 @@ class FeatureStore:
         except OSError as e:
             raise output_error(self.manifest, e, _RESUME_HINT) from None
         finally:
-            _drop_lock(self.manifest, self._lock)
+            drop_lock(self.manifest, self._lock)
             self._lock = -1
 
     def __enter__(self) -> FeatureStore:
