@@ -245,6 +245,17 @@ async function measure() {
     return 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2];
   }
   function ratio(a, b) { var x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); }
+  function keyWalk(strip) {  // Tab stops in the strip, and the clip focused after each key
+    var clips = Array.prototype.slice.call(strip.querySelectorAll('a.clip')), seen = [];
+    var stops = clips.filter(function (a) { return a.tabIndex >= 0; }).length;
+    clips[0].focus();
+    ['ArrowRight', 'ArrowRight', 'End', 'ArrowRight', 'ArrowLeft', 'Home', 'ArrowLeft'].forEach(function (key) {
+      doc.activeElement.dispatchEvent(new w.KeyboardEvent('keydown', {key: key, bubbles: true, cancelable: true}));
+      seen.push(clips.indexOf(doc.activeElement));
+    });
+    doc.activeElement.blur();
+    return {stops: stops, seen: seen, clips: clips.length};
+  }
   await frames(w, 2);
   out.scrollWidth = doc.documentElement.scrollWidth;
   out.outside = [];
@@ -267,6 +278,7 @@ async function measure() {
     out.videos.push({
       path: li.getAttribute('data-path'), name: li.querySelector('.name').innerText, runs: li.querySelector('.runs').innerText,
       duration: parseFloat(li.getAttribute('data-duration')), strip: s && {left: s.left, width: s.width, clips: clips},
+      keys: strip && keyWalk(strip),
       nameLines: li.querySelector('.name a').getClientRects().length,
       scoreRights: Array.prototype.map.call(li.querySelectorAll('.score'), function (e) { return e.getBoundingClientRect().right; }),
       barLefts: Array.prototype.map.call(li.querySelectorAll('.bar'), function (e) { return e.getBoundingClientRect().left; }),
@@ -437,4 +449,16 @@ def test_without_javascript_everything_is_shown(batch_report, tmp_path):
     assert not got["controls"]  # the filter needs the script; nothing else does
     assert len(got["shownAtStart"]) == 3 and len(got["failures"]) == 1
     assert all(v["strip"] and v["runs"] and len(v["thumbs"]) == report.MAX_THUMBS for v in got["videos"])
+    assert all(v["keys"]["stops"] == v["keys"]["clips"] for v in got["videos"])  # every clip a Tab stop
     assert got["scrollWidth"] <= 390 and got["outside"] == []
+
+
+@needs_chromium
+def test_a_timeline_strip_is_one_tab_stop_walked_with_arrow_keys(rendered):
+    for width in (1280, 390):
+        (video,) = [v for v in rendered[width]["videos"] if v["name"] == UNTRIMMED]
+        keys = video["keys"]
+        n = keys["clips"]
+        assert n >= 4 and keys["stops"] == 1
+        # Right, Right, End, Right (stays at the last), Left, Home, Left (stays at the first)
+        assert keys["seen"] == [1, 2, n - 1, n - 1, n - 2, 0, 0]

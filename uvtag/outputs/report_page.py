@@ -9,7 +9,9 @@ the video-level top-k as label / bar / score columns, a timeline strip with one 
 focus, a link to the video at the clip's start), the same timeline as text (runs of one label),
 and thumbnails stamped with their time, each a link to the video at that time (`video.mp4#t=SEC`).
 
-Without JavaScript every video and failure is shown; the script only filters and reorders cards.
+Without JavaScript every video and failure is shown; the script filters and reorders cards, and
+makes each timeline strip one stop of the Tab key (arrow keys, Home and End move between its
+clips; without it every clip is a stop).
 The page loads nothing from the network; thumbnails are inline JPEG `data:` URIs with their size
 given and `loading="lazy"`, and cards use `content-visibility: auto`, so long reports open fast.
 Text colours reach 4.5:1 against their backgrounds; clip colours 3:1 against the page.
@@ -224,6 +226,25 @@ _JS = """
   form.addEventListener('change', apply);
   form.addEventListener('submit', function (e) { e.preventDefault(); apply(); });
   apply();
+  // a timeline strip is one stop of the Tab key; arrow keys, Home and End move between its clips
+  Array.prototype.forEach.call(list.querySelectorAll('.strip'), function (strip) {
+    Array.prototype.forEach.call(strip.children, function (a, i) { a.tabIndex = i ? -1 : 0; });
+    strip.setAttribute('aria-label', 'clips over time (arrow keys move between clips)');
+  });
+  list.addEventListener('keydown', function (e) {
+    var a = e.target, strip = a.parentNode;
+    if (!strip || !strip.classList || !strip.classList.contains('strip')) return;
+    var clips = strip.children, i = Array.prototype.indexOf.call(clips, a), to;
+    if (e.key === 'ArrowRight' || e.key === 'ArrowDown') to = Math.min(i + 1, clips.length - 1);
+    else if (e.key === 'ArrowLeft' || e.key === 'ArrowUp') to = Math.max(i - 1, 0);
+    else if (e.key === 'Home') to = 0;
+    else if (e.key === 'End') to = clips.length - 1;
+    else return;
+    e.preventDefault();
+    a.tabIndex = -1;
+    clips[to].tabIndex = 0;
+    clips[to].focus();
+  });
 })();
 """
 
