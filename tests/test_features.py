@@ -234,3 +234,36 @@ def test_worker_processes_give_the_same_features(archive, tmp_path):
     for path, r in parallel.items():
         assert r["start_sec"] == single[path]["start_sec"] and r["features"] == single[path]["features"]
         np.testing.assert_allclose(np.load(two / r["features"]), np.load(one / r["features"]), rtol=1e-5, atol=1e-5)
+
+
+def test_shards_write_into_one_folder_at_once_and_resume_completes_a_missing_one(archive, tmp_path):
+    from uvtag.batch.shard import select_shard
+    from uvtag.features import manifest_name, manifests
+    from uvtag.video.files import find_videos
+
+    whole = tmp_path / "whole"
+    assert invoke("features", archive, "--out", whole, *MODEL, "--clip", "1", "-q").exit_code == 0
+    out = tmp_path / "feats"
+    out.mkdir()
+    cmd = [_uvtag(), "features", str(archive), "--out", str(out), *MODEL, "--clip", "1", "-q", "--no-isolate"]
+    runs = [subprocess.Popen(cmd + ["--shard", f"{i}/3"], stderr=subprocess.PIPE, text=True) for i in range(3)]
+    for proc in runs:  # all three at once, into one folder
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    assert manifests(out) == [out / manifest_name((i, 3)) for i in range(3)]
+    paths = [str(p) for p in find_videos([archive])]
+    for i in range(3):  # each shard's manifest holds exactly its videos
+        own = [r["path"] for r in map(json.loads, (out / manifest_name((i, 3))).read_text().splitlines())]
+        assert sorted(own) == sorted(select_shard(paths, [archive], i, 3))
+    got, want = _records(out), _records(whole)
+    assert sorted(got) == sorted(want) == sorted(paths)
+    for path, record in want.items():  # the same names and rows as one unsharded run
+        assert got[path]["features"] == record["features"]
+        np.testing.assert_array_equal(np.load(out / record["features"]), np.load(whole / record["features"]))
+    refused = invoke("features", archive, "--out", out, *MODEL, "--clip", "1")
+    assert refused.exit_code == 2 and "--resume" in refused.stderr  # the folder holds features
+    lost = next(i for i in range(3) if select_shard(paths, [archive], i, 3))
+    (out / manifest_name((lost, 3))).unlink()  # as if that shard's job never ran
+    resumed = invoke("features", archive, "--out", out, *MODEL, "--clip", "1", "--resume")
+    n = len(select_shard(paths, [archive], lost, 3))
+    assert resumed.exit_code == 0 and f"{n} extracted, {len(paths) - n} already done" in resumed.stderr
+    assert sorted(_records(out)) == sorted(paths) and (out / MANIFEST_NAME).is_file()

@@ -44,6 +44,7 @@ def features(
     isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="Decode in child processes (reused across videos), so a crashing or hanging decoder costs that video only.")] = True,
     devices: Annotated[Optional[str], typer.Option("--devices", help="One worker process per device, e.g. cuda:0,cuda:1 (overrides --device).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes: N on --device (e.g. CPU), or N per --devices entry.")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Extract only shard i of n (0-based, e.g. 0/4), as batch does: shards may write into one --out folder at once, each with its own manifest.")] = None,
     model: ModelOpt = "k400_k710_uniformerv2_b16_8x224",
     arch: ArchOpt = None,
     device: DeviceOpt = "auto",
@@ -66,8 +67,10 @@ def features(
       uvtag features ./videos --out feats/                      # 10 s clips, back to back
       uvtag features ./videos --out feats/ --window 2 --stride 0.5
       uvtag features ./videos --out feats/ --resume --pool mean
+      uvtag features ./videos --out feats/ --shard $SLURM_ARRAY_TASK_ID/8
     """
     from uvtag.batch.processes import plan_devices
+    from uvtag.batch.shard import parse_shard, select_shard
     from uvtag.features import FeatureStore, feature_names, run_features, run_features_parallel, window_settings
     from uvtag.features.plan import check_pool
     from uvtag.video.files import find_videos, parse_extensions
@@ -78,11 +81,13 @@ def features(
         paths = find_videos(inputs, parse_extensions(ext), report_unreadable=True)
         if not paths:
             raise UsageError("no video files found in " + ", ".join(map(str, inputs)))
-        names = feature_names(paths, inputs, pool == "mean")
+        names = feature_names(paths, inputs, pool == "mean")  # of every video: the same in each shard
+        part = parse_shard(shard) if shard else None
+        paths = select_shard(paths, inputs, *part) if part else paths
         plan = plan_devices(devices, workers, device)
         options = model_options(model, arch, device, precision, batch_size, backend, cache_dir, offline, isolate)
         tagger, settings = _load(options, plan is not None, window, stride, clip, pool, quiet)
-        with FeatureStore.open(out, names, settings, resume=resume, overwrite=overwrite) as store:
+        with FeatureStore.open(out, names, settings, resume=resume, overwrite=overwrite, shard=part) as store:
             started = time.perf_counter()
             with progress_bar(quiet) as bar:
                 task = bar.add_task("features", total=len(paths), note="")

@@ -8,7 +8,7 @@ cross-video batching, failures and resume as `uvtag batch`.
 
 from uvtag.features.extract import run_features, run_features_parallel
 from uvtag.features.plan import FeatureSettings, feature_names, feature_record, window_settings
-from uvtag.features.store import MANIFEST_NAME, FeatureStore, read_manifest
+from uvtag.features.store import MANIFEST_NAME, FeatureStore, manifest_name, manifests, read_manifest
 
-__all__ = ["MANIFEST_NAME", "FeatureSettings", "FeatureStore", "feature_names", "feature_record", "read_manifest",
-           "run_features", "run_features_parallel", "window_settings"]
+__all__ = ["MANIFEST_NAME", "FeatureSettings", "FeatureStore", "feature_names", "feature_record", "manifest_name",
+           "manifests", "read_manifest", "run_features", "run_features_parallel", "window_settings"]

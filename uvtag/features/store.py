@@ -6,16 +6,23 @@ Layout of the folder (names: `uvtag.features.plan`):
     manifest.jsonl    one JSON record per line: a finished video (`plan.feature_record`: its
                       files, the start/end second of every row, fps, feat_stride, num_frames,
                       model, C, window settings, uvtag version) or a failure (path, kind, error)
+    manifest.shard-I-of-N.jsonl
+                      the same, of a `--shard I/N` run: shards of an array job write into one
+                      folder at once (each video is in one shard, so their arrays never meet),
+                      each appending to its own manifest; `read_manifest` reads them all
 
 Per video, the arrays are written atomically (temp file, fsync, rename) before its manifest line
 is appended and fsynced, so the manifest lists only videos whose arrays are complete on disk. A
 kill leaves at most arrays without a line (written again on resume) or a torn last line (cut off
 on resume). A video is complete when its record is in the manifest and its files exist; resume
 skips exactly those and retries failed videos, so a failure line may be followed by that video's
-record from a later run (the last record of a path is the one that counts). A resumed run must
-use the settings the manifest's records hold.
+record from a later run: a path's last video record is the one that counts, and a path with
+failure records only failed. A resumed run must
+use the settings the manifest's records hold. On resume, a video complete in any manifest of the
+folder is skipped (so an unsharded `--resume` completes what missing shards left), and the
+settings of them all must agree.
 
-One run per folder at a time: the batch writers' lock, on `manifest.jsonl.lock`.
+One run per manifest at a time: the batch writers' lock, on `<manifest>.lock`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,23 @@ from uvtag.outputs.formats import failure_record, json_line
 from uvtag.results import Failure, VideoFeatures, VideoPrediction
 
 MANIFEST_NAME = "manifest.jsonl"
+_SHARD_MANIFEST = re.compile(r"manifest\.shard-(\d+)-of-(\d+)\.jsonl")
+
+
+def manifest_name(shard: tuple[int, int] | None = None) -> str:
+    """The manifest a run writes: `manifest.jsonl`, or that of shard (index, count)."""
+    return MANIFEST_NAME if shard is None else f"manifest.shard-{shard[0]}-of-{shard[1]}.jsonl"
+
+
+def manifests(folder: str | os.PathLike[str]) -> list[Path]:
+    """The manifests in `folder`: `manifest.jsonl` first, then the shards' by count and index."""
+    out = Path(folder)
+    try:
+        names = os.listdir(out)
+    except OSError:
+        return []
+    shards = sorted((int(m[2]), int(m[1]), name) for name in names if (m := _SHARD_MANIFEST.fullmatch(name)))
+    return ([out / MANIFEST_NAME] if MANIFEST_NAME in names else []) + [out / name for _, _, name in shards]
 _RESUME_HINT = "; every video written before is kept: fix that and continue with --resume"
 
 
@@ -58,13 +83,15 @@ def _scan(text: str, name: str) -> tuple[list[dict[str, Any]], int]:
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The complete records of a features folder's manifest, in order (a line torn by a kill is left out).
+    """The complete records of a features folder's manifests (`manifests`), each in order (a line
+    torn by a kill is left out). A path's last video record counts; one with only failures failed.
 
     Raises:
-        OutputError: the manifest cannot be read. UsageError: it is not a uvtag features manifest.
+        OutputError: there is no manifest, or one cannot be read. UsageError: one is not a uvtag
+            features manifest.
     """
-    path = Path(folder) / MANIFEST_NAME
-    return _scan(_read(path), str(path))[0]
+    found = manifests(folder) or [Path(folder) / MANIFEST_NAME]  # none: the error names manifest.jsonl
+    return [record for path in found for record in _scan(_read(path), str(path))[0]]
 
 
 def _read(path: Path) -> str:
@@ -103,10 +130,10 @@ class FeatureStore:
     with embeddings), `write_failure(...)` and `close()` (or a `with` block).
     """
 
-    def __init__(self, folder: Path, names: Mapping[str, str], settings: FeatureSettings,
+    def __init__(self, folder: Path, manifest: Path, names: Mapping[str, str], settings: FeatureSettings,
                  completed: set[str], fd: int, lock: int) -> None:
         self.folder = folder
-        self.manifest = folder / MANIFEST_NAME
+        self.manifest = manifest
         self.names = dict(names)
         self.settings = settings
         self._completed = completed
@@ -115,7 +142,7 @@ class FeatureStore:
 
     @classmethod
     def open(cls, folder: str | os.PathLike[str], names: Mapping[str, str], settings: FeatureSettings, *,
-             resume: bool = False, overwrite: bool = False) -> FeatureStore:
+             resume: bool = False, overwrite: bool = False, shard: tuple[int, int] | None = None) -> FeatureStore:
         """Open (creating it if needed) the output folder of a features run.
 
         Args:
@@ -124,6 +151,7 @@ class FeatureStore:
             settings: the run's settings (compared with the manifest's records on resume).
             resume: keep the manifest's complete videos (see `completed`) and append to it.
             overwrite: start a new manifest (arrays are replaced as videos are written again).
+            shard: (index, count) of a `--shard` run: it writes `manifest_name(shard)`.
 
         Raises:
             UsageError: the folder holds a manifest and neither flag is set, both are set, the
@@ -142,40 +170,44 @@ class FeatureStore:
                 out.mkdir()
             except OSError as e:
                 raise output_error(out, e) from None
-        manifest = out / MANIFEST_NAME
+        manifest = out / manifest_name(shard)
         lock = take_lock(manifest)
         try:
-            return cls._start(out, names, settings, resume, overwrite, lock)
+            return cls._start(out, manifest, names, settings, resume, overwrite, lock)
         except BaseException:
             drop_lock(manifest, lock)
             raise
 
     @classmethod
-    def _start(cls, out: Path, names: Mapping[str, str], settings: FeatureSettings, resume: bool, overwrite: bool,
-               lock: int) -> FeatureStore:
-        manifest = out / MANIFEST_NAME
+    def _start(cls, out: Path, manifest: Path, names: Mapping[str, str], settings: FeatureSettings, resume: bool,
+               overwrite: bool, lock: int) -> FeatureStore:
         records: list[dict[str, Any]] = []
         keep = 0
         existing = manifest.exists()
-        if existing and not (resume or overwrite):
-            raise UsageError(f"{out} holds features ({MANIFEST_NAME}); use --resume to continue it or "
+        held = [manifest] if existing else [] if manifest.name != MANIFEST_NAME else manifests(out)
+        if held and not (resume or overwrite):  # a shard may join a folder the others write
+            raise UsageError(f"{out} holds features ({held[0].name}); use --resume to continue it or "
                              "--overwrite to start again")
-        if existing and resume:
-            text = _read(manifest)
-            records, keep = _scan(text, str(manifest))
-            _check_settings(records, settings, manifest)
+        if resume:
+            for path in manifests(out):  # the others' complete lines; a torn last line is theirs to cut
+                text = _read(path)
+                found, cut = _scan(text, str(path))
+                _check_settings(found, settings, path)
+                records += found
+                if path == manifest:
+                    own, keep = text, cut
         done = {r["path"] for r in records
                 if r["record"] == "video" and all((out / f).is_file() for f in _record_files(r))}
         try:
             if existing and resume:
-                os.truncate(manifest, len(text[:keep].encode(*ENCODING)))
+                os.truncate(manifest, len(own[:keep].encode(*ENCODING)))
                 fd = os.open(manifest, os.O_WRONLY | os.O_APPEND)
             else:
                 fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
             os.fsync(fd)
         except OSError as e:
             raise output_error(manifest, e, _RESUME_HINT if keep else "") from None
-        return cls(out, names, settings, done, fd, lock)
+        return cls(out, manifest, names, settings, done, fd, lock)
 
     def completed(self) -> set[str]:
         """Paths (exactly as given) of the videos already complete in the folder."""
