@@ -159,3 +159,17 @@ def test_cli_shard_runs_merge_into_the_single_run(runs, tiny_checkpoint, tmp_pat
     result = runner.invoke(app, ["merge", *map(str, parts), "-o", str(out), "-i", str(runs["folder"])])
     assert result.exit_code == 3 and "6 videos, 1 failed, 0 missing" in result.stderr  # 3: broken.mp4
     assert out.read_bytes() == runs["single"]["csv"].read_bytes()
+
+
+def test_merge_refuses_a_file_a_batch_run_is_writing(runs, tmp_path):
+    from uvtag.errors import OutputError
+
+    out = tmp_path / "labels.jsonl"
+    with BatchWriter.open(out, "jsonl") as writer:  # as `uvtag batch --out labels.jsonl` holds it
+        writer.write_failure(Failure("kept.mp4", "kept"))
+        with pytest.raises(OutputError, match="another uvtag run .* is writing this file"):
+            merge_outputs(runs["shards"]["jsonl"], out, overwrite=True)
+        assert "kept.mp4" in out.read_text()
+    merge_outputs(runs["shards"]["jsonl"], out, overwrite=True)  # once it is done
+    assert not (tmp_path / "labels.jsonl.lock").exists()
+    assert "kept.mp4" not in out.read_text() and len(read_batch_file(out)[0]) == len(runs["paths"])

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from uvtag.batch.output import BATCH_CSV_HEADER, BATCH_FORMATS, CsvBlocks, csv_rows
+from uvtag.batch.output import BATCH_CSV_HEADER, BATCH_FORMATS, CsvBlocks, csv_rows, drop_lock, take_lock
 from uvtag.errors import UsageError
 from uvtag.outputs.files import ENCODING, atomic_write, check_output
 from uvtag.outputs.formats import format_from_path
@@ -194,6 +194,7 @@ def merge_outputs(sources: Sequence[str | os.PathLike[str]], out: str | os.PathL
     Raises:
         UsageError: no sources, `out` is a source or exists, unreadable or mixed-up files, or
             videos tagged by different models.
+        OutputError: `out` cannot be written, or a batch run is writing it (its `<out>.lock`).
     """
     target = Path(out)
     chosen = format_from_path(target, fmt, BATCH_FORMATS)
@@ -218,7 +219,11 @@ def merge_outputs(sources: Sequence[str | os.PathLike[str]], out: str | os.PathL
 
         write_database(target, [_block_result(b, models[0] if models else None) for b in blocks])
         return summary
-    atomic_write(target, merged_text(blocks, chosen).encode(*ENCODING))
+    lock = take_lock(target)  # a batch run writing `out` holds it: replacing the file would lose its work
+    try:
+        atomic_write(target, merged_text(blocks, chosen).encode(*ENCODING))
+    finally:
+        drop_lock(target, lock)
     return summary
 
 
