@@ -149,3 +149,25 @@ def test_a_killed_actor_is_retried_and_nothing_is_written_twice(ray_local, tiny_
     assert kinds[always] == ("failure", "WorkerCrash")
     crash = next(r for r in records if r["path"] == always)
     assert crash["error"] == f"{always}: a Ray worker died while tagging it, 2 times"
+
+
+def test_features_on_ray_equal_the_single_process_rows(ray_local, tiny_checkpoint, folder, tmp_path):
+    import numpy as np
+
+    from uvtag.cli import app
+    from uvtag.features import read_manifest
+
+    args = ["features", str(folder), "-m", tiny_checkpoint, "--window", "1", "--stride", "0.5", "-q", "--no-isolate"]
+    single, on_ray = tmp_path / "single", tmp_path / "ray"
+    assert CliRunner().invoke(app, args + ["--out", str(single)]).exit_code == 3  # junk.mp4 fails
+    result = CliRunner().invoke(app, args + ["--out", str(on_ray), "--ray", "local", "--workers", "2"])
+    assert result.exit_code == 3, result.stderr
+    want = {r["path"]: r for r in read_manifest(single)}
+    got = {r["path"]: r for r in read_manifest(on_ray)}
+    assert len(read_manifest(on_ray)) == len(got) == 5  # each video once
+    assert {p: r["record"] for p, r in got.items()} == {p: r["record"] for p, r in want.items()}
+    for path, record in got.items():
+        if record["record"] == "video":
+            assert (record["features"], record["start_sec"]) == (want[path]["features"], want[path]["start_sec"])
+            np.testing.assert_allclose(np.load(on_ray / record["features"]), np.load(single / record["features"]),
+                                       atol=1e-6)

@@ -44,6 +44,7 @@ def features(
     isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="Decode in child processes (reused across videos), so a crashing or hanging decoder costs that video only.")] = True,
     devices: Annotated[Optional[str], typer.Option("--devices", help="One worker process per device, e.g. cuda:0,cuda:1 (overrides --device).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes: N on --device (e.g. CPU), or N per --devices entry.")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run on Ray: local (this machine), auto (the cluster this node joined) or ray://HOST:10001; --workers caps the actors. Needs pip install 'uvtag\\[ray]'.")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Extract only shard i of n (0-based, e.g. 0/4), as batch does: shards may write into one --out folder at once, each with its own manifest.")] = None,
     model: ModelOpt = "k400_k710_uniformerv2_b16_8x224",
     arch: ArchOpt = None,
@@ -71,7 +72,8 @@ def features(
     """
     from uvtag.batch.processes import plan_devices
     from uvtag.batch.shard import parse_shard, select_shard
-    from uvtag.features import FeatureStore, feature_names, run_features, run_features_parallel, window_settings
+    from uvtag.features import (FeatureStore, feature_names, run_features, run_features_parallel, run_features_ray,
+                                window_settings)
     from uvtag.features.plan import check_pool
     from uvtag.video.files import find_videos, parse_extensions
 
@@ -84,9 +86,11 @@ def features(
         names = feature_names(paths, inputs, pool == "mean")  # of every video: the same in each shard
         part = parse_shard(shard) if shard else None
         paths = select_shard(paths, inputs, *part) if part else paths
-        plan = plan_devices(devices, workers, device)
+        if ray is not None and devices is not None:
+            raise UsageError("--ray places actors on the cluster's devices itself; drop --devices")
+        plan = plan_devices(devices, None if ray else workers, device)
         options = model_options(model, arch, device, precision, batch_size, backend, cache_dir, offline, isolate)
-        tagger, settings = _load(options, plan is not None, window, stride, clip, pool, quiet)
+        tagger, settings = _load(options, plan is not None or ray is not None, window, stride, clip, pool, quiet)
         with FeatureStore.open(out, names, settings, resume=resume, overwrite=overwrite, shard=part) as store:
             started = time.perf_counter()
             with progress_bar(quiet) as bar:
@@ -97,7 +101,12 @@ def features(
                         err.print(f"[yellow]skipping[/yellow] {escape(result.error)}", soft_wrap=True)
                     bar.update(task, advance=1, note=Path(path).name)
 
-                if plan is None:
+                if ray is not None:
+                    if not quiet:
+                        err.print(f"[dim]{len(paths)} videos on Ray ({ray})[/dim]")
+                    summary = run_features_ray(options, paths, store, address=ray, device=device, max_actors=workers,
+                                               on_video=on_video)
+                elif plan is None:
                     summary = run_features(tagger, paths, store, on_video=on_video)
                 else:
                     if not quiet:

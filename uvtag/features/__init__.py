@@ -6,9 +6,9 @@ folder of `.npy` files and its JSON-lines manifest (a writer with `BatchWriter`'
 cross-video batching, failures and resume as `uvtag batch`.
 """
 
-from uvtag.features.extract import run_features, run_features_parallel
+from uvtag.features.extract import run_features, run_features_parallel, run_features_ray
 from uvtag.features.plan import FeatureSettings, feature_names, feature_record, window_settings
 from uvtag.features.store import MANIFEST_NAME, FeatureStore, manifest_name, manifests, read_manifest
 
 __all__ = ["MANIFEST_NAME", "FeatureSettings", "FeatureStore", "feature_names", "feature_record", "manifest_name",
-           "manifests", "read_manifest", "run_features", "run_features_parallel", "window_settings"]
+           "manifests", "read_manifest", "run_features", "run_features_parallel", "run_features_ray", "window_settings"]
