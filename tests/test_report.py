@@ -114,6 +114,25 @@ def test_names_are_relative_to_the_common_folder(tmp_path):
     assert report.relative_href(tmp_path / "v" / "a b.mp4", tmp_path / "r") == "../v/a%20b.mp4"
 
 
+def test_a_name_that_is_not_utf8_gets_a_working_link_and_a_utf8_page(tmp_path):
+    import os
+    from urllib.parse import unquote_to_bytes
+
+    videos = tmp_path / "v"
+    videos.mkdir()
+    name = os.fsdecode(os.path.join(os.fsencode(videos), b"caf\xe9.mp4"))  # a Latin-1 name on disk
+    os.rename(write_video(videos / "made.mp4", num_frames=20, fps=10, size=(72, 96)), name)
+    out, html_path = tmp_path / "labels.jsonl", tmp_path / "r" / "report.html"
+    result = runner.invoke(app, ["batch", str(videos), "--out", str(out), "--report", str(html_path), "-m", "motion-tiny",
+                                 "-q", "--no-isolate"])
+    assert result.exit_code == 0, result.output
+    text = html_path.read_bytes().decode("utf-8")  # strict: the page is valid UTF-8
+    hrefs = {a["href"].partition("#")[0] for a in parse(text).tags["a"] if "caf" in a.get("href", "")}
+    assert hrefs == {"../v/caf%E9.mp4"}
+    assert unquote_to_bytes(hrefs.pop()) == b"../v/caf\xe9.mp4"  # resolves to the file's own bytes
+    assert "caf\ufffd.mp4" in text  # shown as a browser shows such a name
+
+
 def test_clock_and_runs():
     assert page.clock(0) == "0:00" and page.clock(62.5, 1) == "1:02.5" and page.clock(3725) == "1:02:05"
     clips = [page.ClipSpan(0, 1, "a", 0.5), page.ClipSpan(1, 2, "a", 0.7), page.ClipSpan(2, 3, "b", 0.4)]

@@ -74,9 +74,10 @@ def thumbnails(path: str | os.PathLike[str], count: int = MAX_THUMBS, height: in
 
 
 def relative_href(target: str | os.PathLike[str], report_dir: str | os.PathLike[str]) -> str:
-    """A URL-quoted link to `target` relative to the folder of the report."""
+    """A URL-quoted link to `target` relative to the folder of the report (a name that is not
+    UTF-8 is quoted byte for byte, so the link still opens that file)."""
     rel = os.path.relpath(os.path.abspath(target), os.path.abspath(report_dir))
-    return quote(Path(rel).as_posix(), safe="/")
+    return quote(os.fsencode(Path(rel).as_posix()), safe="/")
 
 
 def display_names(paths: Sequence[str]) -> list[str]:

@@ -127,7 +127,8 @@ def label_colours(videos: Sequence[ReportVideo]) -> dict[str, int]:
 
 
 def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    """Escaped for HTML; bytes of a file name that are not UTF-8 show as U+FFFD (the page is UTF-8)."""
+    return html.escape(str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace"), quote=True)
 
 
 _CSS = """
