@@ -161,3 +161,19 @@ def test_bad_extra_outputs_are_refused_before_any_work(tmp_path):
                            (["--plot", str(tmp_path / "missing" / "t.png")], "does not exist")):
         result = runner.invoke(app, ["localize", str(video), "-m", str(tmp_path / "no-model.pt"), *extra])
         assert result.exit_code == 2 and message in result.stderr, result.stderr  # not the missing model
+
+
+@pytest.mark.parametrize("suffix", ["svg", "png"])
+def test_a_video_name_that_is_not_utf8_is_plotted(tmp_path, suffix):
+    import os
+
+    name = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9.mp4"))  # a Latin-1 name on disk
+    os.rename(write_video(tmp_path / "made.mp4", num_frames=30, fps=10, size=(72, 96)), name)
+    out = tmp_path / f"plot.{suffix}"
+    result = runner.invoke(app, ["localize", name, "-m", "motion-tiny", "-w", "1", "-q", "--plot", str(out)])
+    assert result.exit_code == 0, result.output
+    if suffix == "svg":
+        title = ET.fromstring(out.read_bytes().decode("utf-8")).find("{http://www.w3.org/2000/svg}text")
+        assert title is not None and title.text.startswith("caf\ufffd.mp4  |  motion-tiny")
+    else:
+        assert cv2.imread(str(out)) is not None

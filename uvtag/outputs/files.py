@@ -14,9 +14,15 @@ from pathlib import Path
 
 from uvtag.errors import OutputError, UsageError
 
-__all__ = ["ENCODING", "atomic_write", "check_output", "fsync_dir", "output_error", "write_all"]
+__all__ = ["ENCODING", "atomic_write", "check_output", "displayable", "fsync_dir", "output_error", "write_all"]
 
 ENCODING = ("utf-8", "surrogateescape")
+
+
+def displayable(text: str) -> str:
+    """`text` for a page or picture made for people (HTML, SVG, PNG): a file name's bytes that are
+    not UTF-8 (surrogate escapes) become U+FFFD, as browsers and file managers show them."""
+    return text.encode(*ENCODING).decode("utf-8", "replace")
 
 
 def check_output(path: str | os.PathLike[str], overwrite: bool = False, *, suffixes: tuple[str, ...] = (),

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from uvtag.outputs.files import displayable
 from uvtag.results import LabelScore
 
 __all__ = ["CLIP_COLOURS", "ClipSpan", "ReportVideo", "RunDetails", "Thumbnail", "clock", "label_colours",
@@ -128,7 +129,7 @@ def label_colours(videos: Sequence[ReportVideo]) -> dict[str, int]:
 
 def _e(text: object) -> str:
     """Escaped for HTML; bytes of a file name that are not UTF-8 show as U+FFFD (the page is UTF-8)."""
-    return html.escape(str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace"), quote=True)
+    return html.escape(displayable(str(text)), quote=True)
 
 
 _CSS = """

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from uvtag.errors import UsageError
-from uvtag.outputs.files import check_output
+from uvtag.outputs.files import check_output, displayable
 from uvtag.results import ClipPrediction, LabelScore, LocalizationResult, Segment, VideoInfo
 
 PLOT_FORMATS = ("png", "svg")
@@ -129,7 +129,7 @@ def _score_to_y(score: float, layout: TimelineLayout) -> float:
 
 
 def _title(result: LocalizationResult) -> str:
-    return f"{Path(result.path).name}  |  {result.model}  |  {len(result.segments)} segments, window {result.window_sec:g} s"
+    return f"{displayable(Path(result.path).name)}  |  {displayable(result.model)}  |  {len(result.segments)} segments, window {result.window_sec:g} s"
 
 
 # ---------------------------------------------------------------- PNG (OpenCV)
