@@ -166,8 +166,9 @@ class LiveServer:
 
 
 def main() -> None:
-    """`python tests/livefeed.py [--seed N] [--http]`: a generated motion video as a live stream,
-    MPEG-TS in real time to stdout (pipe it into `uvtag watch -`), or from a local HTTP server."""
+    """`python tests/livefeed.py [--seed N] [--http | --rtsp]`: a generated motion video as a live
+    stream, MPEG-TS in real time to stdout (pipe it into `uvtag watch -`), from a local HTTP server,
+    or from a local RTSP camera (`rtspfeed`)."""
     import argparse
     import sys
     import tempfile
@@ -176,16 +177,24 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--actions", type=int, default=4)
     ap.add_argument("--http", action="store_true", help="serve it at http://127.0.0.1:PORT/live.ts (printed)")
+    ap.add_argument("--rtsp", action="store_true", help="serve it at rtsp://127.0.0.1:PORT/live (printed)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         scene = motion_scene(args.seed, args.actions)
         index = index_ts(write_ts(scene, Path(tmp) / "live.ts"))
         truth = ", ".join(f"{label} {t0:.2f}-{t1:.2f}" for t0, t1, label in scene.segments())
         print(f"{index.duration_sec:.1f} s, {scene.width}x{scene.height}, {scene.fps} fps: {truth}", file=sys.stderr)
-        if args.http:
-            with LiveServer(index) as server:
+        if args.http or args.rtsp:
+            if args.rtsp:
+                import rtspfeed
+
+                server = rtspfeed.RtspServer(rtspfeed.pictures_of(Path(tmp) / "live.ts"))
+            else:
+                server = LiveServer(index)
+            with server:
                 print(server.url, flush=True)
-                server.thread.join()
+                while server.t0 is None or time.monotonic() - server.t0 < index.duration_sec + 60:
+                    time.sleep(0.5)  # serve the broadcast, then a minute of "it is over"
             return
         try:
             send_paced(lambda data: (sys.stdout.buffer.write(data), sys.stdout.buffer.flush()), index, time.monotonic())

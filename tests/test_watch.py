@@ -1,10 +1,11 @@
-"""`uvtag watch`: live sources fed in real time (a pipe, a local HTTP broadcast, a growing file).
+"""`uvtag watch`: live sources fed in real time (a pipe, a local HTTP broadcast, a local RTSP
+camera, a growing file).
 
 The paced tests send generated untrimmed motion videos (MPEG-TS, H.264) frame by frame at their
 presentation times and run the real `uvtag watch` command on them with the bundled motion-tiny
 model and the demo's localize settings. They check that the segments equal
 `uvtag localize` on the same file within one stride, every window's line appears within
-LATENCY_SEC of the window's end, a dropped HTTP connection is reconnected and the run goes on,
+LATENCY_SEC of the window's end, a dropped HTTP or RTSP connection is reconnected and the run goes on,
 SIGINT leaves complete JSONL/SRT/VTT files, and a source that never yields a frame fails in one
 line. The pure parts (segmenter, window planner, stream clock, appenders) are checked alone.
 """
@@ -31,6 +32,7 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import livefeed  # noqa: E402
+import rtspfeed  # noqa: E402
 
 from uvtag.cli.demo import MOTION_SEGMENTS, MOTION_STRIDE_SEC, MOTION_WINDOW_SEC  # noqa: E402
 from uvtag.infer.segments import to_segments  # noqa: E402
@@ -113,13 +115,20 @@ def _wait_ready(process: subprocess.Popen) -> None:
 # ---------------------------------------------------------------------- paced through a pipe and HTTP
 
 
-@pytest.mark.parametrize("transport", ["stdin", "http"])
+def _server(transport: str, path: Path, **kw):
+    """The live server of `transport` ("http", "rtsp"; "stdin": an HTTP one left unused) for the TS file `path`."""
+    if transport == "rtsp":
+        return rtspfeed.RtspServer(rtspfeed.pictures_of(path), **kw)
+    return livefeed.LiveServer(livefeed.index_ts(path), **kw)
+
+
+@pytest.mark.parametrize("transport", ["stdin", "http", "rtsp"])
 def test_watch_paced_matches_localize_and_keeps_up(streams, transport):
-    """Real time through a pipe and from an HTTP broadcast: localize's windows and segments, every
-    window line within LATENCY_SEC of the window's end."""
+    """Real time through a pipe, from an HTTP broadcast and from an RTSP camera: localize's
+    windows and segments, every window line within LATENCY_SEC of the window's end."""
     path = streams["long"]
     index = livefeed.index_ts(path)
-    with livefeed.LiveServer(index) as server:
+    with _server(transport, path) as server:
         source = "-" if transport == "stdin" else server.url
         process = subprocess.Popen([UVTAG, "watch", source, *MOTION_ARGS, "--queue", "64", "--max-lag", "30",
                                     "--reconnect-for", "0.5"],
@@ -140,7 +149,7 @@ def test_watch_paced_matches_localize_and_keeps_up(streams, transport):
         t0 = t0 if transport == "stdin" else server.t0  # when the broadcast sent stream time 0
     reader.thread.join(timeout=10)
     end = reader.lines[-1][1]
-    # a pipe ends with its data; a broadcast that is over answers 404: the source is lost (exit 1)
+    # a pipe ends with its data; a broadcast or camera that is over answers 404: the source is lost (exit 1)
     assert (code, end["reason"]) == ((0, "end of stream") if transport == "stdin" else (1, "lost")), process.stderr.read()
 
     windows = reader.of("window")
@@ -160,9 +169,10 @@ def test_watch_paced_matches_localize_and_keeps_up(streams, transport):
 # ---------------------------------------------------------------------- through HTTP
 
 
-def test_watch_http_reconnects_after_a_drop_and_continues(streams):
+@pytest.mark.parametrize("transport", ["http", "rtsp"])
+def test_watch_reconnects_after_a_drop_and_continues(streams, transport):
     index = livefeed.index_ts(streams["long"])
-    with livefeed.LiveServer(index, drop_at_sec=5.0) as server:
+    with _server(transport, streams["long"], drop_at_sec=5.0) as server:
         done = subprocess.run([UVTAG, "watch", server.url, *MOTION_ARGS, "--quiet", "--reconnect-for", "1",
                                "--timeout", "5"], capture_output=True, text=True, timeout=120)
     records = _records(done.stdout)
