@@ -12,6 +12,8 @@ and a client that joins late starts at the latest keyframe.
 
 Like `livefeed.LiveServer`: the broadcast clock starts with the first PLAY; `drop_at_sec` cuts the
 first connection after that much broadcast time; once the broadcast is over, DESCRIBE gets 404.
+With `credentials` (user, password) every request but OPTIONS needs them (HTTP Basic), as a
+camera asks: 401 with a `WWW-Authenticate` challenge otherwise.
 """
 
 from __future__ import annotations
@@ -99,8 +101,12 @@ def sdp(pictures: list[Picture]) -> str:
 class RtspServer:
     """Serves pictures at `url` (rtsp://127.0.0.1:PORT/live) as a live camera; see the module docstring."""
 
-    def __init__(self, pictures: list[Picture], drop_at_sec: float | None = None) -> None:
+    def __init__(self, pictures: list[Picture], drop_at_sec: float | None = None,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.pictures, self.drop_at_sec = pictures, drop_at_sec
+        self.authorization = None if credentials is None else \
+            "Basic " + base64.b64encode(":".join(credentials).encode("utf-8")).decode("ascii")
+        self.refused = 0  # requests answered 401
         self.times = [p.time_sec for p in pictures]
         self.keyframes = [i for i, p in enumerate(pictures) if p.keyframe]
         step = self.times[-1] - self.times[-2] if len(self.times) > 1 else 0.0
@@ -153,7 +159,11 @@ class RtspServer:
     def _answer(self, method: str, headers: dict[str, str]) -> tuple[bytes, bool]:
         cseq = headers.get("cseq", "0")
         extra, body, status, start = {}, b"", "200 OK", False
-        if method == "OPTIONS":
+        if self.authorization is not None and method != "OPTIONS" and headers.get("authorization") != self.authorization:
+            self.refused += 1
+            status = "401 Unauthorized"
+            extra["WWW-Authenticate"] = 'Basic realm="uvtag test camera"'
+        elif method == "OPTIONS":
             extra["Public"] = "OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, TEARDOWN"
         elif method == "DESCRIBE":
             if self.t0 is not None and time.monotonic() - self.t0 >= self.duration_sec:

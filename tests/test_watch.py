@@ -192,6 +192,26 @@ def test_watch_reconnects_after_a_drop_and_continues(streams, transport):
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: {server.url}: lost")
 
 
+def test_a_camera_password_is_sent_but_never_written(streams):
+    """rtsp://user:password@camera: FFmpeg answers the camera's 401 with the credentials; the
+    output lines and messages name the source without the password."""
+    with rtspfeed.RtspServer(rtspfeed.pictures_of(streams["short"]), credentials=("bob", "s3cr3t")) as server:
+        source = server.url.replace("rtsp://", "rtsp://bob:s3cr3t@")
+        done = subprocess.run([UVTAG, "watch", source, *MOTION_ARGS, "--reconnect-for", "0.5"], capture_output=True,
+                              text=True, timeout=120)
+    records = _records(done.stdout)
+    assert server.refused >= 1 and server.connections == 1  # challenged, then let in
+    shown = server.url.replace("rtsp://", "rtsp://bob:***@")
+    assert records[0]["type"] == "start" and records[0]["source"] == shown
+    assert len([r for r in records if r["type"] == "window"]) > 20
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(f"error: {shown}: lost")
+    assert "s3cr3t" not in done.stdout + done.stderr
+    refused = subprocess.run([UVTAG, "watch", "rtsp://bob:s3cr3t@127.0.0.1:9/live", *MOTION_ARGS, "--timeout", "1"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "rtsp://bob:***@127.0.0.1:9/live" in refused.stderr
+    assert "s3cr3t" not in refused.stdout + refused.stderr
+
+
 def test_watch_sigint_leaves_complete_outputs(streams, tmp_path):
     index = livefeed.index_ts(streams["short"])
     outs = {fmt: tmp_path / f"tags.{fmt}" for fmt in ("jsonl", "srt", "vtt")}

@@ -80,7 +80,7 @@ def watch(
 
     from uvtag.live.events import SegmentClosed
     from uvtag.live.output import WATCH_FORMATS, appender
-    from uvtag.live.source import SourceLost, SourceOptions
+    from uvtag.live.source import SourceLost, SourceOptions, describe_source
     from uvtag.live.view import LiveView
     from uvtag.outputs.files import ENCODING, check_output, output_error
     from uvtag.tagger import SegmentOptions
@@ -104,7 +104,7 @@ def watch(
         except OSError as e:
             raise output_error(target, e) from None
         writer = None if view_only else appender(file, chosen)
-        view = LiveView(source) if view_only or (not quiet and err.is_terminal) else None
+        view = LiveView(describe_source(source)) if view_only or (not quiet and err.is_terminal) else None
         console = Console() if view_only else err
 
         def interrupt(*_args) -> None:

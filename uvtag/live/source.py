@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from uvtag.errors import VideoError, first_line
 from uvtag.live.events import Gap
@@ -86,8 +87,21 @@ def source_kind(spec: str) -> str:
 
 
 def describe_source(spec: str) -> str:
-    """The source as error lines name it."""
-    return "standard input" if spec == "-" else spec
+    """The source as every output line names it: "standard input" for "-", and a URL without its
+    password (rtsp://user:***@camera/stream), since cameras take credentials in the URL."""
+    if spec == "-":
+        return "standard input"
+    if "://" not in spec:
+        return spec
+    try:
+        parts = urlsplit(spec)
+        password = parts.password
+    except ValueError:
+        return spec
+    if not password:
+        return spec
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 # ---------------------------------------------------------------------- the stream clock
@@ -253,8 +267,10 @@ def _cannot_work(exc: BaseException) -> bool:
     return isinstance(exc, (LookupError, FileNotFoundError, PermissionError, av.error.HTTPClientError))
 
 
-def _reason(exc: BaseException) -> str:
-    return first_line(exc, 200) if str(exc) else type(exc).__name__
+def _reason(exc: BaseException, spec: str) -> str:
+    """One line of why `exc` ended a connection to `spec` (FFmpeg's messages quote the URL: its password is left out)."""
+    text = first_line(exc, 200) if str(exc) else type(exc).__name__
+    return text.replace(spec, describe_source(spec)) if spec != "-" else text
 
 
 def live_frames(spec: str, options: SourceOptions = SourceOptions(),
@@ -288,13 +304,13 @@ def live_frames(spec: str, options: SourceOptions = SourceOptions(),
         except Stopped:
             return
         except SourceError as e:
-            raise SourceError(f"{name}: {e}") from None
+            raise SourceError(f"{name}: {_reason(e, spec)}") from None
         except Exception as e:  # FFmpeg, network and OS errors: this connection is over
             if isinstance(e, MemoryError) and type(e).__module__ == "builtins":
                 raise
             if clock.last_sec is None and _cannot_work(e):
-                raise SourceError(f"{name}: {_reason(e)}") from None
-            ended = _reason(e)
+                raise SourceError(f"{name}: {_reason(e, spec)}") from None
+            ended = _reason(e, spec)
         if stop.is_set():
             return
         if clock.last_sec is None:  # nothing decoded yet

@@ -38,7 +38,7 @@ from uvtag.errors import UsageError
 from uvtag.infer.views import top_k
 from uvtag.live.events import Ended, Event, Gap, Lagged, SegmentClosed, Started, WindowScored
 from uvtag.live.segmenter import Segmenter
-from uvtag.live.source import Frame, Opened, SourceLost, SourceOptions, live_frames, source_kind
+from uvtag.live.source import Frame, Opened, SourceLost, SourceOptions, describe_source, live_frames, source_kind
 from uvtag.video.sampling import sample_span_indices, timestamps_to_frame_range
 from uvtag.video.transforms import crop_offsets, resized_shape, spatial_indices, to_views
 
@@ -327,7 +327,7 @@ class Watch:
                 duration, reason, error = head.duration_sec, head.reason, head.error
                 break
             if isinstance(head, Opened):
-                yield Started(self.source, self.tagger.name, head.width, head.height, head.fps,
+                yield Started(describe_source(self.source), self.tagger.name, head.width, head.height, head.fps,
                               self.window_sec, self.stride_sec, time.time())
             elif isinstance(head, Gap):
                 self.gaps += 1
