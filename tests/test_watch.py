@@ -61,7 +61,8 @@ def streams(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("watch")
     long = livefeed.motion_scene(0, labels=LABELS[0])  # about 12 s
     short = livefeed.motion_scene(1, labels=LABELS[1])  # about 9 s
-    return {"long": livefeed.write_ts(long, folder / "long.ts"), "short": livefeed.write_ts(short, folder / "short.ts")}
+    return {"long": livefeed.write_ts(long, folder / "long.ts"), "short": livefeed.write_ts(short, folder / "short.ts"),
+            "looped": livefeed.write_ts(short, folder / "looped.ts", repeat=4)}  # a broadcast that outlasts a slow start
 
 
 def _flat(spans) -> list[float]:
@@ -213,7 +214,7 @@ def test_a_camera_password_is_sent_but_never_written(streams):
 
 
 def test_watch_sigint_leaves_complete_outputs(streams, tmp_path):
-    index = livefeed.index_ts(streams["short"])
+    index = livefeed.index_ts(streams["looped"])  # still on air when the slowest watcher has a segment
     outs = {fmt: tmp_path / f"tags.{fmt}" for fmt in ("jsonl", "srt", "vtt")}
     with livefeed.LiveServer(index) as server:
         processes = {fmt: subprocess.Popen([UVTAG, "watch", server.url, *MOTION_ARGS, "--out", str(out)],
