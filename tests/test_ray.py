@@ -171,3 +171,18 @@ def test_features_on_ray_equal_the_single_process_rows(ray_local, tiny_checkpoin
             assert (record["features"], record["start_sec"]) == (want[path]["features"], want[path]["start_sec"])
             np.testing.assert_allclose(np.load(on_ray / record["features"]), np.load(single / record["features"]),
                                        atol=1e-6)
+
+
+def test_a_name_that_is_not_utf8_travels_through_ray(ray_local, tiny_checkpoint, folder, tmp_path):
+    from uvtag.cli import app
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    name = os.fsdecode(os.path.join(os.fsencode(videos), b"caf\xe9.mp4"))  # a Latin-1 name on disk
+    write_video(name, num_frames=16, fps=8)
+    out = tmp_path / "ray.jsonl"
+    result = CliRunner().invoke(app, ["batch", str(videos), "-m", tiny_checkpoint, "--clip", "1", "-q", "--no-isolate",
+                                      "-o", str(out), "--ray", "local"])
+    assert result.exit_code == 0, result.stderr
+    (record,) = [json.loads(line) for line in out.read_bytes().decode("utf-8", "surrogateescape").splitlines()]
+    assert record["record"] == "video" and record["path"] == name

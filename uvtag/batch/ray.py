@@ -20,6 +20,7 @@ Ray is imported only here and only when called, so the core package neither need
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,9 +91,9 @@ class TagVideos:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        paths = [str(p) for p in batch["path"]]
+        paths = [os.fsdecode(p) for p in batch["path"]]
         results = [pickle.dumps(self._tag(p)) for p in paths]
-        return {"path": np.array(paths, dtype=object), "result": np.array(results, dtype=object)}
+        return {"path": np.array([os.fsencode(p) for p in paths], dtype=object), "result": np.array(results, dtype=object)}
 
 
 def pool_plan(resources: dict[str, float], device: str, cpus_per_actor: int,
@@ -178,7 +179,8 @@ def _stream(ray: Any, factory: Callable[[str], Any], todo: list[str], writer: Ba
     size, per_actor, inside = pool_plan(ray.cluster_resources(), device, cpus_per_actor, max_actors, len(todo))
     attempts = ray.remote(num_cpus=0)(AttemptLog).remote()
     blocks = min(len(todo), MAX_BLOCKS)
-    dataset = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=blocks).map_batches(
+    # paths travel as their file-system bytes: an Arrow string column cannot hold a name that is not UTF-8
+    dataset = ray.data.from_items([{"path": os.fsencode(p)} for p in todo], override_num_blocks=blocks).map_batches(
         TagVideos, batch_size=1, batch_format="numpy",
         fn_constructor_kwargs=dict(factory=factory, device=inside, job=job, attempts=attempts, retries=retries,
                                    threads=max(1, int(per_actor["num_cpus"]))),
@@ -187,7 +189,7 @@ def _stream(ray: Any, factory: Callable[[str], Any], todo: list[str], writer: Ba
     written: set[str] = set()
     try:
         for row in dataset.iter_rows():
-            path = str(row["path"])
+            path = os.fsdecode(row["path"])
             if path in written:  # a re-executed task: the first copy is already on disk
                 continue
             result = pickle.loads(row["result"])
