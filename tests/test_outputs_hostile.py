@@ -404,3 +404,24 @@ def test_every_command_refuses_a_folder_as_its_output_before_working(tiny_checkp
     result = runner.invoke(app, args + ["--out", str(missing), "-q"])
     assert result.exit_code == 2, result.output
     assert one_line(result.stderr) == f"error: {missing}: the folder {missing.parent} does not exist"
+
+
+def test_a_folder_listed_again_on_resume_leaves_no_stale_failure(tiny_checkpoint, tree_with_barred_folder, tmp_path,
+                                                                 monkeypatch):
+    """The folder's failure row stays in the append-only file, but once a --resume has listed the
+    folder and tagged its videos, merge and the report no longer count it."""
+    root, barred = tree_with_barred_folder
+    out, merged, html = tmp_path / "labels.jsonl", tmp_path / "merged.jsonl", tmp_path / "report.html"
+    args = ["batch", root, "--out", out, "-m", tiny_checkpoint, "--clip", "1", "--no-isolate"]
+    with monkeypatch.context() as barring:
+        _barred(barring, barred)
+        assert invoke(*args).exit_code == 3
+    resumed = invoke(*args, "--resume", "--report", html)
+    assert resumed.exit_code == 0 and "1 tagged, 2 already done, 0 failed of 3" in resumed.stderr
+    kinds = [(r["record"], r["path"]) for r in map(json.loads, out.read_text().splitlines())]
+    assert ("failure", str(barred)) in kinds and ("video", str(barred / "hidden.mp4")) in kinds
+    result = invoke("merge", out, "--out", merged)
+    assert result.exit_code == 0, result.stderr  # no failure left: exit 0
+    assert [r["record"] for r in map(json.loads, merged.read_text().splitlines())] == ["video"] * 3
+    page = html.read_text()
+    assert 'id="failures"' not in page and "cannot list this folder" not in page

@@ -6,7 +6,9 @@ last complete video), keeps one block per video, and writes one batch file in th
 
 - a video complete in several files is kept once (the first file given wins) and counted as a
   duplicate; a failure is dropped when any file has that video complete, otherwise its last
-  failure is kept (video rows are authoritative, as in the writers);
+  failure is kept (video rows are authoritative, as in the writers); the failure of a folder
+  that could not be listed is dropped once a video inside it follows (the folder was listed
+  again, e.g. by a --resume after its permissions were fixed), counted as a duplicate too;
 - with the input list (`expected`, the same files and folders the shards were given), videos are
   written in that order, so merging the shards of a run reproduces the single-process output, and
   every video missing from all files is reported; without it, the order is first seen.
@@ -57,7 +59,7 @@ class MergeSummary:
     files: int = 0
     videos: int = 0
     failures: int = 0  # videos written as failures (no file has them complete)
-    duplicates: int = 0  # blocks dropped: a second copy of a video, or a superseded failure
+    duplicates: int = 0  # blocks dropped: a second copy of a video, or a superseded failure (a folder's too)
     torn: list[str] = dataclasses.field(default_factory=list)  # files cut short by a kill
     missing: list[str] = dataclasses.field(default_factory=list)  # expected, in no file
     unexpected: list[str] = dataclasses.field(default_factory=list)  # in a file, not expected
@@ -135,8 +137,13 @@ def read_batch_file(path: str | os.PathLike[str], fmt: str | None = None) -> tup
 def pick_blocks(files: Sequence[Sequence[Block]], expected: Sequence[str] | None,
                 summary: MergeSummary) -> list[Block]:
     """One block per video, in output order (see the module docstring); fills `summary`. Pure."""
+    sequence = [b for blocks in files for b in blocks]
+    relisted = relisted_folders(sequence)
     chosen: dict[str, Block] = {}
-    for block in (b for blocks in files for b in blocks):
+    for n, block in enumerate(sequence):
+        if n in relisted:
+            summary.duplicates += 1
+            continue
         kept = chosen.get(block.path)
         if kept is None:
             chosen[block.path] = block
@@ -154,6 +161,25 @@ def pick_blocks(files: Sequence[Sequence[Block]], expected: Sequence[str] | None
     out = [chosen[p] for p in order]
     summary.videos = sum(b.kind == "video" for b in out)
     summary.failures = len(out) - summary.videos
+    return out
+
+
+def relisted_folders(blocks: Sequence[Block]) -> set[int]:
+    """Positions of the failure blocks of folders that a later video block lies inside: a folder
+    that could not be listed, listed by a later run. Pure (compares the path strings)."""
+    later: set[str] = set()  # every folder holding a video block seen so far, walking back
+    out: set[int] = set()
+    for n in range(len(blocks) - 1, -1, -1):
+        block = blocks[n]
+        if block.kind == "video":
+            parent = os.path.dirname(block.path)
+            while parent and parent not in later:
+                later.add(parent)
+                parent, last = os.path.dirname(parent), parent
+                if parent == last:
+                    break
+        elif block.path.rstrip("/") in later:
+            out.add(n)
     return out
 
 
