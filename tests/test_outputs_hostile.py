@@ -406,18 +406,27 @@ def test_every_command_refuses_a_folder_as_its_output_before_working(tiny_checkp
     assert one_line(result.stderr) == f"error: {missing}: the folder {missing.parent} does not exist"
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "sqlite"])
 def test_a_folder_listed_again_on_resume_leaves_no_stale_failure(tiny_checkpoint, tree_with_barred_folder, tmp_path,
-                                                                 monkeypatch):
-    """The folder's failure row stays in the append-only file, but once a --resume has listed the
-    folder and tagged its videos, merge and the report no longer count it."""
+                                                                 monkeypatch, fmt):
+    """The folder's failure row stays in an append-only file (a tag index deletes it), but once a
+    --resume has listed the folder and tagged its videos, merge and the report no longer count it."""
+    import sqlite3
+
     root, barred = tree_with_barred_folder
-    out, merged, html = tmp_path / "labels.jsonl", tmp_path / "merged.jsonl", tmp_path / "report.html"
+    out, merged, html = tmp_path / f"labels.{fmt}", tmp_path / "merged.jsonl", tmp_path / "report.html"
     args = ["batch", root, "--out", out, "-m", tiny_checkpoint, "--clip", "1", "--no-isolate"]
     with monkeypatch.context() as barring:
         _barred(barring, barred)
         assert invoke(*args).exit_code == 3
-    resumed = invoke(*args, "--resume", "--report", html)
+    resumed = invoke(*args, "--resume", *(["--report", html] if fmt == "jsonl" else []))
     assert resumed.exit_code == 0 and "1 tagged, 2 already done, 0 failed of 3" in resumed.stderr
+    if fmt == "sqlite":
+        conn = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+        rows = sorted(conn.execute("SELECT path, status FROM videos").fetchall())
+        conn.close()
+        assert rows == sorted((str(p), "ok") for p in (root / "a.mp4", barred / "hidden.mp4", root / "c.mp4"))
+        return
     kinds = [(r["record"], r["path"]) for r in map(json.loads, out.read_text().splitlines())]
     assert ("failure", str(barred)) in kinds and ("video", str(barred / "hidden.mp4")) in kinds
     result = invoke("merge", out, "--out", merged)

@@ -66,6 +66,16 @@ def embed_file(tagger: Any, path: str, clip_sec: float, stride_sec: float | None
     return np.frombuffer(video_embedding(prediction), dtype="<f4")
 
 
+def _folders_of(path: str) -> list[str]:
+    """Every folder above `path`, as the path string spells it ("a/b/c.mp4" -> ["a/b", "a"]). Pure."""
+    out = []
+    parent = os.path.dirname(path)
+    while parent and parent not in out:
+        out.append(parent)
+        parent = os.path.dirname(parent)
+    return out
+
+
 def _size(path: str) -> int | None:
     try:
         return os.stat(path).st_size
@@ -192,6 +202,9 @@ class IndexWriter:
         self._check_model(conn, p, embedding)
         if old is not None:
             conn.execute("DELETE FROM videos WHERE id = ?", (old,))
+        # a folder that could not be listed, now listed: its failure row is no longer true
+        conn.executemany("DELETE FROM videos WHERE status = 'failed' AND path = ?",
+                         [(to_db(folder),) for folder in _folders_of(p.path)])
         i = p.info
         video_id = conn.execute(
             "INSERT INTO videos (path, status, model, duration_sec, fps, num_frames, width, height, rotation, "
