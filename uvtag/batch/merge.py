@@ -34,6 +34,7 @@ from uvtag.errors import UsageError
 from uvtag.outputs.files import ENCODING, atomic_write, check_output
 from uvtag.outputs.formats import format_from_path
 from uvtag.results import SCHEMA_VERSION, ClipPrediction, Failure, LabelScore, VideoInfo, VideoPrediction
+from uvtag.video.files import folders_above
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,12 +173,7 @@ def relisted_folders(blocks: Sequence[Block]) -> set[int]:
     for n in range(len(blocks) - 1, -1, -1):
         block = blocks[n]
         if block.kind == "video":
-            parent = os.path.dirname(block.path)
-            while parent and parent not in later:
-                later.add(parent)
-                parent, last = os.path.dirname(parent), parent
-                if parent == last:
-                    break
+            later.update(folders_above(block.path))
         elif block.path.rstrip("/") in later:
             out.add(n)
     return out

@@ -5,8 +5,8 @@ through the model across video boundaries; the store writes each video's arrays 
 as soon as its last window is done. `run_features_parallel` hands whole videos to worker
 processes instead (`uvtag.batch.processes`), one per device, as `batch --workers/--devices`, and
 `run_features_ray` to a Ray Data actor pool, as `batch --ray`. A row is the embedding of exactly
-the clip `batch` scores for that window (`Tagger.tag_clips` with `clip_sec=window_sec`), and the head applied to it gives
-those scores.
+the clip `batch` scores for that window (`Tagger.tag_clips` with `clip_sec=window_sec`), and the
+head applied to it gives those scores.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from uvtag.results import Failure, VideoFeatures, VideoPrediction
 
 MANIFEST_NAME = "manifest.jsonl"
 _SHARD_MANIFEST = re.compile(r"manifest\.shard-(\d+)-of-(\d+)\.jsonl")
+_RESUME_HINT = "; every video written before is kept: fix that and continue with --resume"
 
 
 def manifest_name(shard: tuple[int, int] | None = None) -> str:
@@ -62,7 +63,6 @@ def manifests(folder: str | os.PathLike[str]) -> list[Path]:
         return []
     shards = sorted((int(m[2]), int(m[1]), name) for name in names if (m := _SHARD_MANIFEST.fullmatch(name)))
     return ([out / MANIFEST_NAME] if MANIFEST_NAME in names else []) + [out / name for _, _, name in shards]
-_RESUME_HINT = "; every video written before is kept: fix that and continue with --resume"
 
 
 def _scan(text: str, name: str) -> tuple[list[dict[str, Any]], int]:
@@ -184,8 +184,13 @@ class FeatureStore:
         records: list[dict[str, Any]] = []
         keep = 0
         existing = manifest.exists()
-        held = [manifest] if existing else [] if manifest.name != MANIFEST_NAME else manifests(out)
-        if held and not (resume or overwrite):  # a shard may join a folder the others write
+        if existing:
+            held = [manifest]
+        elif manifest.name == MANIFEST_NAME:  # an unsharded run: the shards' manifests count too
+            held = manifests(out)
+        else:  # a shard may join a folder the other shards write
+            held = []
+        if held and not (resume or overwrite):
             raise UsageError(f"{out} holds features ({held[0].name}); use --resume to continue it or "
                              "--overwrite to start again")
         if resume:

@@ -29,8 +29,8 @@ Python as a surrogate-escaped str, which SQLite's TEXT cannot hold): `to_db` and
 between the two, so every such name reads back exactly as it was given.
 
 Writing a video deletes the failure row of any folder above it (a folder that could not be
-listed, listed by a later run). Deleting a video deletes its clips and labels (foreign keys, ON DELETE CASCADE). The file is in
-WAL mode; writers take the write lock at the start of each video's transaction (BEGIN
+listed, listed by a later run). Deleting a video deletes its clips and labels (foreign keys,
+ON DELETE CASCADE). The file is in WAL mode; writers take the write lock at the start of each video's transaction (BEGIN
 IMMEDIATE) and wait up to `BUSY_TIMEOUT_MS` for another writer's transaction to end.
 """
 

@@ -29,6 +29,7 @@ from uvtag.errors import OutputError, UsageError, one_line
 from uvtag.index.schema import connect_writer, from_db, meta, to_db
 from uvtag.outputs.files import check_output, fsync_dir, output_error
 from uvtag.results import Failure, VideoPrediction
+from uvtag.video.files import folders_above
 
 _RESUME_HINT = "; every video committed before is in it: fix that and continue with --resume"
 
@@ -64,16 +65,6 @@ def embed_file(tagger: Any, path: str, clip_sec: float, stride_sec: float | None
 
     prediction = tagger.tag_clips(path, clip_sec=clip_sec, stride_sec=stride_sec, top=1, embed=True)
     return np.frombuffer(video_embedding(prediction), dtype="<f4")
-
-
-def _folders_of(path: str) -> list[str]:
-    """Every folder above `path`, as the path string spells it ("a/b/c.mp4" -> ["a/b", "a"]). Pure."""
-    out = []
-    parent = os.path.dirname(path)
-    while parent and parent not in out:
-        out.append(parent)
-        parent = os.path.dirname(parent)
-    return out
 
 
 def _size(path: str) -> int | None:
@@ -204,13 +195,13 @@ class IndexWriter:
             conn.execute("DELETE FROM videos WHERE id = ?", (old,))
         # a folder that could not be listed, now listed: its failure row is no longer true
         conn.executemany("DELETE FROM videos WHERE status = 'failed' AND path = ?",
-                         [(to_db(folder),) for folder in _folders_of(p.path)])
+                         [(to_db(folder),) for folder in folders_above(p.path)])
         i = p.info
         video_id = conn.execute(
             "INSERT INTO videos (path, status, model, duration_sec, fps, num_frames, width, height, rotation, "
             "codec, backend, size_bytes, num_views, embedding, dim) VALUES (?, 'ok', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (to_db(p.path), to_db(p.model) if p.model else None, i.duration_sec, _or_none(i.fps), _or_none(i.num_frames), _or_none(i.width),
-             _or_none(i.height), i.rotation, i.codec or None, i.backend or None, _size(p.path), p.num_views,
+            (to_db(p.path), to_db(p.model) if p.model else None, i.duration_sec, _or_none(i.fps),
+             _or_none(i.num_frames), _or_none(i.width), _or_none(i.height), i.rotation, i.codec or None, i.backend or None, _size(p.path), p.num_views,
              embedding, None if embedding is None else len(embedding) // 4),
         ).lastrowid
         first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM clips").fetchone()[0]

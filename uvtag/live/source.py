@@ -268,7 +268,8 @@ def _cannot_work(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException, spec: str) -> str:
-    """One line of why `exc` ended a connection to `spec` (FFmpeg's messages quote the URL: its password is left out)."""
+    """One line of why `exc` ended a connection to `spec` (FFmpeg's messages quote the URL; its
+    password is left out)."""
     text = first_line(exc, 200) if str(exc) else type(exc).__name__
     return text.replace(spec, describe_source(spec)) if spec != "-" else text
 

@@ -129,7 +129,8 @@ def _score_to_y(score: float, layout: TimelineLayout) -> float:
 
 
 def _title(result: LocalizationResult) -> str:
-    return f"{displayable(Path(result.path).name)}  |  {displayable(result.model)}  |  {len(result.segments)} segments, window {result.window_sec:g} s"
+    name, model = displayable(Path(result.path).name), displayable(result.model)
+    return f"{name}  |  {model}  |  {len(result.segments)} segments, window {result.window_sec:g} s"
 
 
 # ---------------------------------------------------------------- PNG (OpenCV)

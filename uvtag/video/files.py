@@ -48,6 +48,17 @@ class UnreadableFolder(os.PathLike):
         return f"{self.path}: cannot list this folder ({self.reason}); the videos in it were not tagged"
 
 
+def folders_above(path: str) -> list[str]:
+    """Every folder above `path`, nearest first, as the path string spells it
+    ("a/b/c.mp4" -> ["a/b", "a"]; "/x/y.mp4" -> ["/x", "/"]). Pure: never looks at the disk."""
+    out: list[str] = []
+    parent = os.path.dirname(path)
+    while parent and parent not in out:
+        out.append(parent)
+        parent = os.path.dirname(parent)
+    return out
+
+
 def _unreadable(error: OSError, fallback: str) -> UnreadableFolder:
     return UnreadableFolder(str(error.filename or fallback), error.strerror or str(error),
                             type(error).__name__)
